@@ -1,0 +1,125 @@
+"""Initialisers with a prescribed imbalance / balance (`jd.init`).
+
+All of them are pure functions of their arguments, jittable and `vmap`-able over the scalar
+hyperparameters (δ, λ, scale), so a sweep builds its whole batch of models in one call.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, ArrayLike, PRNGKeyArray
+
+from ._checks import is_concrete
+from .models import SingleNeuron, TwoLayer
+
+__all__ = ["single_neuron", "two_layer", "lambda_balanced", "readout_from_imbalance"]
+
+
+def readout_from_imbalance(delta, r2, eta_a=1.0, eta_w=1.0):
+    r"""Solve $\eta_w a^2 - \eta_a\|w\|^2 = \delta$, $|a|\,\|w\| = r$ for $a^2$ given $r^2$.
+
+    $\eta_w a^2 = (\delta + \sqrt{\delta^2 + 4\eta_a\eta_w r^2})/2$ (Kunin et al. 2024, inverse
+    map; notes Eq. 1.9), evaluated without cancellation for δ < 0.
+    """
+    delta = jnp.asarray(delta)
+    root = jnp.sqrt(delta**2 + 4 * eta_a * eta_w * r2)
+    safe = jnp.where(root - delta > 0, root - delta, 1.0)
+    plus = jnp.where(
+        delta >= 0, delta + root, jnp.where(root - delta > 0, 4 * eta_a * eta_w * r2 / safe, 0.0)
+    )
+    return plus / (2 * eta_w)
+
+
+def single_neuron(
+    beta0: ArrayLike,
+    delta: ArrayLike,
+    eta_a: ArrayLike = 1.0,
+    eta_w: ArrayLike = 1.0,
+    sign: ArrayLike = 1.0,
+) -> SingleNeuron:
+    r"""A `SingleNeuron` with end-to-end map $a w = \beta_0$ and imbalance
+    $\eta_w a^2 - \eta_a\|w\|^2 = \delta$ (Kunin et al. 2024, §3; notes Eq. 1.9).
+
+    **Arguments:**
+
+    - `beta0`: the initial function $\beta_0 = a_0 w_0$, shape `(d,)`, non-zero unless δ > 0.
+    - `delta`: the conserved imbalance (any real).
+    - `eta_a`, `eta_w`: layer learning rates the imbalance is measured with.
+    - `sign`: sign of $a_0$ (±1).
+
+    $a_0 = \pm\sqrt{(\delta + \sqrt{\delta^2 + 4\eta_a\eta_w\|\beta_0\|^2})/(2\eta_w)}$,
+    $w_0 = \beta_0 / a_0$.
+    """
+    beta0 = jnp.asarray(beta0)
+    if beta0.ndim != 1:
+        raise ValueError(f"`beta0` must have shape (d,), got {beta0.shape}.")
+    dtype = jnp.result_type(beta0, delta, float)
+    beta0 = beta0.astype(dtype)
+    delta = jnp.asarray(delta, dtype)
+    if is_concrete(beta0, delta) and float(delta) <= 0 and not bool(jnp.any(beta0 != 0)):
+        raise ValueError("`beta0` must be non-zero when `delta` <= 0 (then a0 = 0 is undefined).")
+    a2 = readout_from_imbalance(delta, jnp.sum(beta0**2), eta_a, eta_w)
+    a0 = jnp.sign(jnp.asarray(sign, dtype)) * jnp.sqrt(a2)
+    return SingleNeuron(a0, beta0 / a0)
+
+
+def two_layer(
+    key: PRNGKeyArray,
+    d: int,
+    h: int,
+    o: int = 1,
+    scale: ArrayLike = 1.0,
+    imbalance: ArrayLike = 0.0,
+    activation="relu",
+    *,
+    symmetric: bool = True,
+) -> TwoLayer:
+    r"""Bias-free two-layer net with every unit at overall scale `scale` and imbalance `imbalance`.
+
+    Kunin et al. 2024, §5 (the authors' teacher–student set-up): unit `k` gets a random unit
+    direction $\hat w_k$ and readout sign, and
+    $w_k = \text{scale}\,\alpha\,\hat w_k$, $\|a_k\| = \text{scale}/\alpha$ with
+    $\alpha = \sqrt{(\sqrt{4 + (\delta/\text{scale}^2)^2} - \delta/\text{scale}^2)/2}$,
+    so that $\|a_k\|^2 - \|w_k\|^2 = \delta$ and $\|a_k\|\|w_k\| = \text{scale}^2$ exactly. δ > 0
+    is "upstream" (large readout), δ < 0 "downstream". With `symmetric=True` (the authors'
+    choice) units come in pairs with equal $w$ and opposite readouts, so $f \equiv 0$ at init
+    (needs even `h`).
+
+    **Returns:** `TwoLayer(W1 (h, d), W2 (o, h), activation)`.
+    """
+    if symmetric and h % 2:
+        raise ValueError(f"`h` must be even when symmetric=True, got h = {h}.")
+    dtype = jnp.result_type(scale, imbalance, float)
+    scale = jnp.asarray(scale, dtype)
+    delta = jnp.asarray(imbalance, dtype)
+    if is_concrete(scale) and not float(scale) > 0:
+        raise ValueError(f"`scale` must be positive, got {float(scale)}.")
+    k1, k2 = jax.random.split(key)
+    m = h // 2 if symmetric else h
+    dirs = jax.random.normal(k1, (m, d), dtype)
+    dirs = dirs / jnp.linalg.norm(dirs, axis=1, keepdims=True)
+    outs = jax.random.normal(k2, (o, m), dtype)
+    outs = outs / jnp.linalg.norm(outs, axis=0, keepdims=True)
+    r = delta / scale**2
+    alpha = jnp.sqrt(_half_gap(r))
+    W1 = scale * alpha * dirs
+    W2 = (scale / alpha) * outs
+    if symmetric:
+        W1 = jnp.concatenate([W1, W1], axis=0)
+        W2 = jnp.concatenate([W2, -W2], axis=1)
+    return TwoLayer(W1, W2, activation)
+
+
+def _half_gap(r: Array) -> Array:
+    # (sqrt(4 + r²) − r)/2 without cancellation for large positive r.
+    root = jnp.sqrt(4 + r**2)
+    return jnp.where(r <= 0, (root - r) / 2, 2 / (root + r))
+
+
+def lambda_balanced(key, d, h, o, lam, scale, **kwargs):
+    r"""λ-balanced two-layer linear net, $W_2^\top W_2 - W_1W_1^\top = \lambda I$
+    (Dominé et al. 2024, §3). See `jaxdyn._init_linear.lambda_balanced` for the arguments."""
+    from ._init_linear import lambda_balanced as _impl
+
+    return _impl(key, d, h, o, lam, scale, **kwargs)

@@ -1,0 +1,238 @@
+"""Equinox models whose learning dynamics jaxdyn solves.
+
+Every model is an `eqx.Module` whose parameters are array fields and whose `__call__`
+maps one input of shape `(d,)` to an output (a scalar for single-output models, `(o,)`
+otherwise). Models that are linear in their input (`SingleNeuron`, `TwoLayerLinear`,
+`DeepLinear`) also expose `linear_map()`, the end-to-end matrix `β` of shape `(o, d)`, which
+lets `jaxdyn.gradient_flow` work with the data moments `XᵀX/n`, `XᵀY/n` instead of the data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float
+
+__all__ = [
+    "ACTIVATIONS",
+    "SingleNeuron",
+    "TwoLayerLinear",
+    "DeepLinear",
+    "TwoLayer",
+    "MLP",
+    "is_linear_in_input",
+]
+
+
+def _leaky_relu(x):
+    return jax.nn.leaky_relu(x, negative_slope=0.01)
+
+
+ACTIVATIONS: dict[str, Callable] = {
+    "relu": jax.nn.relu,
+    "leaky_relu": _leaky_relu,
+    "abs": jnp.abs,
+    "linear": lambda x: x,
+    "tanh": jnp.tanh,
+}
+
+
+def _activation(activation: str | Callable) -> Callable:
+    if callable(activation):
+        return activation
+    try:
+        return ACTIVATIONS[activation]
+    except KeyError:
+        raise ValueError(
+            f"activation={activation!r} is not known; use one of {sorted(ACTIVATIONS)} "
+            "or pass a callable."
+        ) from None
+
+
+def _as_array(x, name: str, ndim: int | None = None) -> Array:
+    x = jnp.asarray(x)
+    if ndim is not None and x.ndim != ndim:
+        raise ValueError(f"`{name}` must have {ndim} dimension(s), got shape {x.shape}.")
+    return x
+
+
+class SingleNeuron(eqx.Module):
+    r"""The single-hidden-neuron linear network $f(x) = a\,w^\top x$ (Kunin et al. 2024, Eq. 1).
+
+    **Arguments:**
+
+    - `a`: the readout, a scalar array.
+    - `w`: the first-layer weights, shape `(d,)`.
+
+    Under gradient flow with layer learning rates `(η_a, η_w)` the imbalance
+    $\delta = \eta_w a^2 - \eta_a \|w\|^2$ is conserved (see `jaxdyn.metrics.conserved`).
+    """
+
+    a: Float[Array, ""]
+    w: Float[Array, " d"]
+
+    def __init__(self, a, w):
+        self.a = _as_array(a, "a")
+        self.w = _as_array(w, "w")
+
+    def __call__(self, x: Float[Array, " d"]) -> Float[Array, ""]:
+        return self.a * jnp.dot(self.w, x)
+
+    def linear_map(self) -> Float[Array, "1 d"]:
+        """End-to-end map β = a·w as a `(1, d)` matrix."""
+        return (self.a * self.w)[None, :]
+
+
+class TwoLayerLinear(eqx.Module):
+    r"""Two-layer linear network $f(x) = W_2 W_1 x$ (Saxe et al. 2014; Dominé et al. 2024).
+
+    **Arguments:**
+
+    - `W1`: first layer, shape `(h, d)`.
+    - `W2`: second layer, shape `(o, h)`.
+
+    The matrix $W_2^\top W_2 - W_1 W_1^\top$ is conserved by gradient flow with equal layer
+    learning rates (λ-balance, Dominé et al. 2024, Eq. 4).
+    """
+
+    W1: Float[Array, "h d"]
+    W2: Float[Array, "o h"]
+
+    def __init__(self, W1, W2):
+        self.W1 = _as_array(W1, "W1", 2)
+        self.W2 = _as_array(W2, "W2", 2)
+        if self.W2.shape[-1] != self.W1.shape[-2]:
+            raise ValueError(
+                f"`W2` has shape {self.W2.shape} but `W1` has shape {self.W1.shape}: "
+                "W2.shape[1] must equal W1.shape[0] (the hidden width)."
+            )
+
+    def __call__(self, x: Float[Array, " d"]) -> Float[Array, " o"]:
+        return self.W2 @ (self.W1 @ x)
+
+    def linear_map(self) -> Float[Array, "o d"]:
+        """End-to-end map W2 W1, shape `(o, d)`."""
+        return self.W2 @ self.W1
+
+
+class DeepLinear(eqx.Module):
+    r"""Deep linear network $f(x) = W_L \cdots W_1 x$.
+
+    **Arguments:**
+
+    - `layers`: a tuple of matrices `(W1, W2, …, WL)`, `W1` first, with compatible shapes.
+    """
+
+    layers: tuple[Float[Array, "..."], ...]
+
+    def __init__(self, layers):
+        layers = tuple(_as_array(W, f"layers[{i}]", 2) for i, W in enumerate(layers))
+        if len(layers) == 0:
+            raise ValueError("`layers` must contain at least one matrix.")
+        for i in range(1, len(layers)):
+            if layers[i].shape[1] != layers[i - 1].shape[0]:
+                raise ValueError(
+                    f"`layers[{i}]` has shape {layers[i].shape} but `layers[{i - 1}]` has shape "
+                    f"{layers[i - 1].shape}: consecutive shapes must chain."
+                )
+        self.layers = layers
+
+    def __call__(self, x: Float[Array, " d"]) -> Float[Array, " o"]:
+        for W in self.layers:
+            x = W @ x
+        return x
+
+    def linear_map(self) -> Float[Array, "o d"]:
+        """End-to-end map W_L ⋯ W_1, shape `(o, d)`."""
+        out = self.layers[0]
+        for W in self.layers[1:]:
+            out = W @ out
+        return out
+
+
+class TwoLayer(eqx.Module):
+    r"""Bias-free two-layer network $f(x) = W_2\,\sigma(W_1 x)$.
+
+    **Arguments:**
+
+    - `W1`: first layer, shape `(h, d)`.
+    - `W2`: readout, shape `(o, h)`.
+    - `activation`: one of `"relu"`, `"leaky_relu"`, `"abs"`, `"linear"`, `"tanh"`, or any
+      callable acting elementwise.
+
+    For positively homogeneous activations (relu, leaky_relu, abs, linear) each hidden unit
+    conserves its own imbalance $\|W_2[:,k]\|^2 - \|W_1[k]\|^2$ under gradient flow
+    (Kunin et al. 2024, §5).
+    """
+
+    W1: Float[Array, "h d"]
+    W2: Float[Array, "o h"]
+    activation: Callable = eqx.field(static=True)
+
+    def __init__(self, W1, W2, activation: str | Callable = "relu"):
+        self.W1 = _as_array(W1, "W1", 2)
+        self.W2 = _as_array(W2, "W2", 2)
+        if self.W2.shape[-1] != self.W1.shape[-2]:
+            raise ValueError(
+                f"`W2` has shape {self.W2.shape} but `W1` has shape {self.W1.shape}: "
+                "W2.shape[1] must equal W1.shape[0] (the hidden width)."
+            )
+        self.activation = _activation(activation)
+
+    def __call__(self, x: Float[Array, " d"]) -> Float[Array, " o"]:
+        return self.W2 @ self.activation(self.W1 @ x)
+
+
+class MLP(eqx.Module):
+    r"""Bias-free multilayer perceptron $f(x) = W_L\,\sigma(\cdots\sigma(W_1 x))$ with
+    per-layer output multipliers.
+
+    **Arguments:**
+
+    - `layers`: tuple of weight matrices `(W1, …, WL)`, `Wl` of shape `(n_l, n_{l-1})`.
+    - `multipliers`: tuple of scalars `(m1, …, mL)`; layer `l` computes `m_l · W_l h`.
+      Abstract-/μP-style parametrizations put their width-dependent factors here
+      (see `jaxdyn.parametrization`). Defaults to ones.
+    - `activation`: as for `TwoLayer`.
+    """
+
+    layers: tuple[Float[Array, "..."], ...]
+    multipliers: tuple[Float[Array, ""], ...]
+    activation: Callable = eqx.field(static=True)
+
+    def __init__(self, layers, multipliers=None, activation: str | Callable = "relu"):
+        layers = tuple(_as_array(W, f"layers[{i}]", 2) for i, W in enumerate(layers))
+        if len(layers) == 0:
+            raise ValueError("`layers` must contain at least one matrix.")
+        for i in range(1, len(layers)):
+            if layers[i].shape[1] != layers[i - 1].shape[0]:
+                raise ValueError(
+                    f"`layers[{i}]` has shape {layers[i].shape} but `layers[{i - 1}]` has shape "
+                    f"{layers[i - 1].shape}: consecutive shapes must chain."
+                )
+        if multipliers is None:
+            multipliers = tuple(jnp.ones((), layers[0].dtype) for _ in layers)
+        if len(multipliers) != len(layers):
+            raise ValueError(
+                f"`multipliers` has {len(multipliers)} entries but there are {len(layers)} layers."
+            )
+        self.layers = layers
+        self.multipliers = tuple(jnp.asarray(m) for m in multipliers)
+        self.activation = _activation(activation)
+
+    def __call__(self, x: Float[Array, " d"]) -> Float[Array, " o"]:
+        h = x
+        for i, (W, m) in enumerate(zip(self.layers, self.multipliers, strict=True)):
+            # Multipliers are fixed by the parametrization: no gradient flows into them.
+            h = jax.lax.stop_gradient(m) * (W @ h)
+            if i < len(self.layers) - 1:
+                h = self.activation(h)
+        return h
+
+
+def is_linear_in_input(model) -> bool:
+    """Whether `model` has a `linear_map()` (so its MSE depends on data only via moments)."""
+    return hasattr(model, "linear_map")
