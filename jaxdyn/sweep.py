@@ -250,8 +250,11 @@ def sweep(
     flat_coords = {k: v[lo:hi] for k, v in points.items()}
 
     # Template of the outputs, from one abstract evaluation (no compile).
-    spec = jax.eval_shape(experiment.run, {k: jnp.zeros((chunk,), _axis_dtype(experiment, k))
-                                           for k in grid})
+    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("batch"))
+    spec = experiment.jitted.eval_shape(
+        {k: jax.ShapeDtypeStruct((chunk,), _axis_dtype(experiment, k), sharding=sharding)
+         for k in grid}
+    )
     done = np.zeros(n_chunks, bool)
     buffers = {name: np.full((n_points,) + s.shape[1:], _fill(s.dtype), _np_dtype(s.dtype))
                for name, s in spec.items()}
@@ -265,7 +268,6 @@ def sweep(
         done = store.done
         store.load_into(buffers, done, chunk)
 
-    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("batch"))
     todo = [c for c in range(n_chunks) if not done[c]]
     if max_chunks is not None:
         todo = todo[:max_chunks]
@@ -377,11 +379,26 @@ def _unflatten(flat: xr.Dataset, grid: Mapping[str, np.ndarray]) -> xr.Dataset:
 
 
 def _grid_from_flat(flat: xr.Dataset) -> dict[str, np.ndarray] | None:
-    axes = [a for a in flat.attrs.get("axes", "").split(",") if a]
-    grid = {a: np.unique(flat[a].values) for a in axes}
+    """The sweep's full grid (from attrs) if `flat` covers it exactly once, else None."""
+    if "grid" not in flat.attrs:
+        return None
+    grid = {k: np.asarray(v) for k, v in json.loads(flat.attrs["grid"]).items()}
     if int(np.prod([g.size for g in grid.values()])) != flat.sizes["point"]:
         return None
+    expected = _flat_points(grid)
+    order = _grid_order(flat, grid)
+    for k, v in expected.items():
+        if not np.array_equal(flat[k].values[order], v):
+            return None
     return grid
+
+
+def _grid_order(flat: xr.Dataset, grid) -> np.ndarray:
+    """Permutation sorting the flat points into C order of the grid."""
+    idx = [np.searchsorted(np.sort(v), flat[k].values) for k, v in grid.items()]
+    ranks = [np.argsort(np.argsort(v)) for v in grid.values()]
+    pos = [r[i.clip(0, len(r) - 1)] for r, i in zip(ranks, idx, strict=True)]
+    return np.lexsort(list(reversed(pos)))
 
 
 def load(path: str | os.PathLike) -> xr.Dataset:
@@ -392,14 +409,13 @@ def load(path: str | os.PathLike) -> xr.Dataset:
     if kind == "nc":
         ds = xr.load_dataset(path, engine="h5netcdf")
     else:
-        ds = xr.open_zarr(path).load()
+        ds = xr.open_zarr(path, consolidated=False).load()
         ds = ds.drop_vars([v for v in ("chunk_done",) if v in ds])
     if "point" in ds.dims:
         if int(ds.attrs.get("complete", 0)) and ds.attrs.get("shard", "none") == "none":
             grid = _grid_from_flat(ds)
             if grid is not None:
-                order = np.lexsort([ds[a].values for a in reversed(list(grid))])
-                return _unflatten(ds.isel(point=order), grid)
+                return _unflatten(ds.isel(point=_grid_order(ds, grid)), grid)
     return ds
 
 
@@ -421,8 +437,7 @@ def merge(paths: Sequence[str | os.PathLike], out: str | os.PathLike | None = No
     grid = _grid_from_flat(flat)
     if grid is None:
         raise SweepError("the shards do not cover the whole grid (missing or repeated shards)")
-    order = np.lexsort([flat[a].values for a in reversed(list(grid))])
-    result = _unflatten(flat.isel(point=order), grid)
+    result = _unflatten(flat.isel(point=_grid_order(flat, grid)), grid)
     if out is not None:
         out = os.fspath(out)
         if os.path.exists(out) and not force:
@@ -435,7 +450,7 @@ def _write(ds: xr.Dataset, path: str):
     if _out_kind(path) == "nc":
         ds.to_netcdf(path, engine="h5netcdf")
     else:
-        ds.to_zarr(path, mode="w")
+        ds.to_zarr(path, mode="w", consolidated=False)
 
 
 def _out_kind(path: str) -> str:
@@ -469,6 +484,7 @@ def _attrs(experiment, grid, shard, n_dev, devs) -> dict[str, Any]:
         h.update(np.ascontiguousarray(v).tobytes())
     h.update(experiment.name.encode())
     attrs["grid_id"] = h.hexdigest()[:16]
+    attrs["grid"] = json.dumps({k: np.asarray(v).tolist() for k, v in grid.items()})
     return attrs
 
 
@@ -491,7 +507,7 @@ class _ZarrStore:
         self.key = key
         n_chunks = math.ceil(next(iter(flat_coords.values())).size / chunk)
         if resume and os.path.exists(path):
-            existing = xr.open_zarr(path)
+            existing = xr.open_zarr(path, consolidated=False)
             if existing.attrs.get("grid_hash") != key or int(existing.attrs.get("chunk", -1)) \
                     != chunk:
                 raise SweepError(
