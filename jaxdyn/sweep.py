@@ -280,10 +280,9 @@ def sweep(
                 vals = v[a:b]
                 if b - a < chunk:  # pad with the last point (valid values, dropped after)
                     vals = np.concatenate([vals, np.repeat(vals[-1:], chunk - (b - a))])
-                batch[k] = jax.device_put(jnp.asarray(vals, _axis_dtype(experiment, k)),
-                                          sharding)
+                batch[k] = _global_array(np.asarray(vals, _axis_dtype(experiment, k)), sharding)
             res = experiment.jitted(batch)
-            res = {name: np.asarray(v)[: b - a] for name, v in res.items()}
+            res = {name: _to_host(v)[: b - a] for name, v in res.items()}
             for name, v in res.items():
                 buffers[name][a:b] = v
             if "status" not in res:
@@ -321,6 +320,22 @@ def sweep(
 
 # --------------------------------------------------------------------------------------------
 # Dataset assembly
+
+
+def _global_array(values: np.ndarray, sharding) -> jax.Array:
+    """Place a host array (identical on every process) on the mesh, sharded along the batch.
+
+    Works for one process and for multi-process runs (`jax.distributed.initialize`), where each
+    process provides the slices of its own devices."""
+    return jax.make_array_from_callback(values.shape, sharding, lambda idx: values[idx])
+
+
+def _to_host(x: jax.Array) -> np.ndarray:
+    if getattr(x, "is_fully_addressable", True):
+        return np.asarray(x)
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
 
 def _axis_dtype(experiment, name):
