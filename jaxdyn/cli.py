@@ -143,8 +143,9 @@ def list_cmd():
 @click.option("--config", "config", multiple=True, help="Experiment setting KEY=VALUE.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 @click.pass_context
-def sweep_cmd(ctx, experiment, out, plot_path, chunk_size, resume, force, shard, dtype,
-              config, no_progress):
+def sweep_cmd(
+    ctx, experiment, out, plot_path, chunk_size, resume, force, shard, dtype, config, no_progress
+):
     """Run EXPERIMENT over a grid: --AXIS=start:stop:num, --AXIS=log:a:b:n or --AXIS=v1,v2,…"""
     from . import experiments
 
@@ -162,8 +163,10 @@ def sweep_cmd(ctx, experiment, out, plot_path, chunk_size, resume, force, shard,
         _fail(f"--chunk-size must be ≥ 1, got {chunk_size}")
     for path in (out, plot_path):
         if path and os.path.exists(path) and not force and not (resume and path == out):
-            _fail(f"{path} exists; pass --force to overwrite" + (
-                " or --resume to continue" if path == out else ""))
+            _fail(
+                f"{path} exists; pass --force to overwrite"
+                + (" or --resume to continue" if path == out else "")
+            )
     if plot_path and not plot_path.lower().endswith(".png"):
         _fail(f"--plot {plot_path!r} must end in .png")
     if plot_path:
@@ -179,8 +182,16 @@ def sweep_cmd(ctx, experiment, out, plot_path, chunk_size, resume, force, shard,
         _fail(f"--config: {e}")
     t0 = time.perf_counter()
     try:
-        ds = sweep(exp, grid, chunk_size=chunk_size, out=out, resume=resume, force=force,
-                   shard=shard_t, progress=not no_progress)
+        ds = sweep(
+            exp,
+            grid,
+            chunk_size=chunk_size,
+            out=out,
+            resume=resume,
+            force=force,
+            shard=shard_t,
+            progress=not no_progress,
+        )
     except SweepError as e:
         _fail(str(e))
     except KeyboardInterrupt:
@@ -193,8 +204,10 @@ def sweep_cmd(ctx, experiment, out, plot_path, chunk_size, resume, force, shard,
         sys.exit(130)
     elapsed = time.perf_counter() - t0
     n = int(ds["status"].size)
-    click.echo(f"{experiment}: {n} grid points in {elapsed:.1f} s "
-               f"({n / elapsed:.0f} points/s, incl. compile)")
+    click.echo(
+        f"{experiment}: {n} grid points in {elapsed:.1f} s "
+        f"({n / elapsed:.0f} points/s, incl. compile)"
+    )
     if exp.summary is not None and "point" not in ds.dims:
         click.echo(exp.summary(ds))
     if out:

@@ -6,14 +6,26 @@ hyperparameters (δ, λ, scale), so a sweep builds its whole batch of models in 
 
 from __future__ import annotations
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
 from ._checks import is_concrete
-from .models import SingleNeuron, TwoLayer
+from ._init_linear import (
+    lambda_balanced as lambda_balanced,
+    split_singular_values as split_singular_values,
+)
+from .models import SingleNeuron, TwoLayer, TwoLayerLinear
 
-__all__ = ["single_neuron", "two_layer", "lambda_balanced", "readout_from_imbalance"]
+__all__ = [
+    "single_neuron",
+    "two_layer",
+    "lambda_balanced",
+    "readout_from_imbalance",
+    "mask_width",
+    "pad_width",
+]
 
 
 def readout_from_imbalance(delta, r2, eta_a=1.0, eta_w=1.0):
@@ -117,9 +129,39 @@ def _half_gap(r: Array) -> Array:
     return jnp.where(r <= 0, (root - r) / 2, 2 / (root + r))
 
 
-def lambda_balanced(key, d, h, o, lam, scale, **kwargs):
-    r"""λ-balanced two-layer linear net, $W_2^\top W_2 - W_1W_1^\top = \lambda I$
-    (Dominé et al. 2024, §3). See `jaxdyn._init_linear.lambda_balanced` for the arguments."""
-    from ._init_linear import lambda_balanced as _impl
+def mask_width(model, width: ArrayLike):
+    r"""Zero every hidden unit with index ≥ `width` of a two-layer model built at a larger width.
 
-    return _impl(key, d, h, o, lam, scale, **kwargs)
+    For bias-free nets whose activation has σ(0) = 0 (relu, leaky_relu, abs, linear, tanh, and
+    linear nets) a unit with zero in- and out-weights gets zero gradient, so it stays exactly
+    zero under gradient flow and the masked net follows the width-`width` net. `width` may be a
+    traced integer: one compiled program serves every width of a sweep (DESIGN.md, "Sweeps").
+
+    **Arguments:** `model`: `TwoLayer` or `TwoLayerLinear` with `W1 (H, d)`, `W2 (o, H)`;
+    `width`: number of active units (≤ H).
+    """
+    if not isinstance(model, TwoLayer | TwoLayerLinear):
+        raise TypeError(
+            f"`model` must be a TwoLayer or TwoLayerLinear, got {type(model).__name__}"
+        )
+    H = model.W1.shape[-2]
+    if is_concrete(width) and not 1 <= int(width) <= H:
+        raise ValueError(f"`width` must be in [1, {H}], got {width}.")
+    active = jnp.arange(H) < width
+    W1 = jnp.where(active[:, None], model.W1, 0.0)
+    W2 = jnp.where(active[None, :], model.W2, 0.0)
+    return eqx.tree_at(lambda m: (m.W1, m.W2), model, (W1, W2))
+
+
+def pad_width(model, max_width: int):
+    """Embed a two-layer model of width h in width `max_width` ≥ h with zero extra units."""
+    if not isinstance(model, TwoLayer | TwoLayerLinear):
+        raise TypeError(
+            f"`model` must be a TwoLayer or TwoLayerLinear, got {type(model).__name__}"
+        )
+    h = model.W1.shape[-2]
+    if max_width < h:
+        raise ValueError(f"`max_width` = {max_width} is smaller than the model's width {h}.")
+    W1 = jnp.pad(model.W1, ((0, max_width - h), (0, 0)))
+    W2 = jnp.pad(model.W2, ((0, 0), (0, max_width - h)))
+    return eqx.tree_at(lambda m: (m.W1, m.W2), model, (W1, W2))

@@ -53,10 +53,22 @@ def _activation(activation: str | Callable) -> Callable:
 
 
 def _as_array(x, name: str, ndim: int | None = None) -> Array:
+    """`jnp.asarray(x)`; a weight must have `ndim` dimensions, except that scalars are allowed
+    so that a model can also serve as a per-layer learning-rate pytree
+    (e.g. `TwoLayerLinear(W1=0.5, W2=2.0)`), and leading batch/time axes are allowed."""
     x = jnp.asarray(x)
-    if ndim is not None and x.ndim != ndim:
+    if ndim is not None and x.ndim != 0 and x.ndim < ndim:
         raise ValueError(f"`{name}` must have {ndim} dimension(s), got shape {x.shape}.")
     return x
+
+
+def _check_chain(inner, outer, inner_name: str, outer_name: str):
+    """Shapes (…, h, d) and (…, o, h) must agree on h (skipped for scalar lr leaves)."""
+    if inner.ndim >= 2 and outer.ndim >= 2 and outer.shape[-1] != inner.shape[-2]:
+        raise ValueError(
+            f"`{outer_name}` has shape {outer.shape} but `{inner_name}` has shape {inner.shape}: "
+            f"{outer_name}.shape[-1] must equal {inner_name}.shape[-2] (the hidden width)."
+        )
 
 
 class SingleNeuron(eqx.Module):
@@ -104,11 +116,7 @@ class TwoLayerLinear(eqx.Module):
     def __init__(self, W1, W2):
         self.W1 = _as_array(W1, "W1", 2)
         self.W2 = _as_array(W2, "W2", 2)
-        if self.W2.shape[-1] != self.W1.shape[-2]:
-            raise ValueError(
-                f"`W2` has shape {self.W2.shape} but `W1` has shape {self.W1.shape}: "
-                "W2.shape[1] must equal W1.shape[0] (the hidden width)."
-            )
+        _check_chain(self.W1, self.W2, "W1", "W2")
 
     def __call__(self, x: Float[Array, " d"]) -> Float[Array, " o"]:
         return self.W2 @ (self.W1 @ x)
@@ -133,11 +141,7 @@ class DeepLinear(eqx.Module):
         if len(layers) == 0:
             raise ValueError("`layers` must contain at least one matrix.")
         for i in range(1, len(layers)):
-            if layers[i].shape[1] != layers[i - 1].shape[0]:
-                raise ValueError(
-                    f"`layers[{i}]` has shape {layers[i].shape} but `layers[{i - 1}]` has shape "
-                    f"{layers[i - 1].shape}: consecutive shapes must chain."
-                )
+            _check_chain(layers[i - 1], layers[i], f"layers[{i - 1}]", f"layers[{i}]")
         self.layers = layers
 
     def __call__(self, x: Float[Array, " d"]) -> Float[Array, " o"]:
@@ -175,11 +179,7 @@ class TwoLayer(eqx.Module):
     def __init__(self, W1, W2, activation: str | Callable = "relu"):
         self.W1 = _as_array(W1, "W1", 2)
         self.W2 = _as_array(W2, "W2", 2)
-        if self.W2.shape[-1] != self.W1.shape[-2]:
-            raise ValueError(
-                f"`W2` has shape {self.W2.shape} but `W1` has shape {self.W1.shape}: "
-                "W2.shape[1] must equal W1.shape[0] (the hidden width)."
-            )
+        _check_chain(self.W1, self.W2, "W1", "W2")
         self.activation = _activation(activation)
 
     def __call__(self, x: Float[Array, " d"]) -> Float[Array, " o"]:
@@ -208,11 +208,7 @@ class MLP(eqx.Module):
         if len(layers) == 0:
             raise ValueError("`layers` must contain at least one matrix.")
         for i in range(1, len(layers)):
-            if layers[i].shape[1] != layers[i - 1].shape[0]:
-                raise ValueError(
-                    f"`layers[{i}]` has shape {layers[i].shape} but `layers[{i - 1}]` has shape "
-                    f"{layers[i - 1].shape}: consecutive shapes must chain."
-                )
+            _check_chain(layers[i - 1], layers[i], f"layers[{i - 1}]", f"layers[{i}]")
         if multipliers is None:
             multipliers = tuple(jnp.ones((), layers[0].dtype) for _ in layers)
         if len(multipliers) != len(layers):

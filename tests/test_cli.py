@@ -9,8 +9,16 @@ from click.testing import CliRunner
 import jaxdyn as jd
 from jaxdyn.cli import main, parse_axis_values
 
-SMALL = ["--delta=-2:2:5", "--scale=0.05", "--lr_ratio=1", "--config", "t_max=5.0",
-         "--config", "n_t=11", "--no-progress"]
+SMALL = [
+    "--delta=-2:2:5",
+    "--scale=0.05",
+    "--lr_ratio=1",
+    "--config",
+    "t_max=5.0",
+    "--config",
+    "n_t=11",
+    "--no-progress",
+]
 
 
 def invoke(*args):
@@ -46,11 +54,29 @@ def test_sweep_writes_dataset_and_plot(tmp_path):
     r = invoke("sweep", "single-neuron", *SMALL, "--out", str(out), "--force")
     assert r.exit_code == 0
     # Heatmap of any variable over two axes at a chosen time.
-    r = invoke("plot", str(out), "--var", "loss", "--x", "delta", "--y", "t", "--out",
-               str(tmp_path / "h.png"))
+    r = invoke(
+        "plot",
+        str(out),
+        "--var",
+        "loss",
+        "--x",
+        "delta",
+        "--y",
+        "t",
+        "--out",
+        str(tmp_path / "h.png"),
+    )
     assert r.exit_code == 0 and (tmp_path / "h.png").exists()
-    r = invoke("plot", str(out), "--var", "kernel_distance", "--t", "2.0", "--out",
-               str(tmp_path / "k.png"))
+    r = invoke(
+        "plot",
+        str(out),
+        "--var",
+        "kernel_distance",
+        "--t",
+        "2.0",
+        "--out",
+        str(tmp_path / "k.png"),
+    )
     assert r.exit_code == 0 and (tmp_path / "k.png").exists()
 
 

@@ -32,8 +32,13 @@ def run_env(code, devices=1, timeout=600):
     env = dict(os.environ)
     env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
     env["JAX_PLATFORMS"] = "cpu"
-    out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env,
-                         capture_output=True, text=True, timeout=timeout)
+    out = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     return out.stdout
 
@@ -44,8 +49,16 @@ def test_sweep_dataset_layout_and_theory():
     assert ds["loss"].dims == ("delta", "scale", "lr_ratio", "t")
     assert ds["status"].dtype == np.int8 and (ds["status"] == 0).all()
     np.testing.assert_array_equal(ds["delta"].values, SMALL["delta"])
-    for key in ("experiment", "rtol", "atol", "dtype", "jax_version", "jaxdyn_version",
-                "device_kind", "solver"):
+    for key in (
+        "experiment",
+        "rtol",
+        "atol",
+        "dtype",
+        "jax_version",
+        "jaxdyn_version",
+        "device_kind",
+        "solver",
+    ):
         assert key in ds.attrs
     assert ds.attrs["dtype"] == "float64"
     assert float(ds["exact_deviation"].max()) < 1e-7
@@ -85,8 +98,9 @@ def test_status_marks_failed_points():
     def fn(lr):
         X = jnp.eye(2) * jnp.sqrt(2.0)
         m = jd.SingleNeuron(jnp.asarray(1.0), jnp.array([1.0, 0.5]))
-        traj = jd.gradient_flow(m, (X, jnp.ones(2)), jnp.linspace(0.0, 1.0, 3), lr=lr,
-                                max_steps=64)
+        traj = jd.gradient_flow(
+            m, (X, jnp.ones(2)), jnp.linspace(0.0, 1.0, 3), lr=lr, max_steps=64
+        )
         return {"loss": traj.loss, "status": traj.status.astype(jnp.int8)}
 
     exp = jd.sweep_function(fn, {"lr": [0.5, 1e7]}, dims={"loss": ("t",)})
@@ -133,8 +147,14 @@ def test_zarr_resume_in_process(tmp_path):
     with pytest.raises(SweepError, match="exists"):
         jd.sweep(exp, SMALL, progress=False, chunk_size=4, out=store)
     with pytest.raises(SweepError, match="different sweep"):
-        jd.sweep(exp, {**SMALL, "delta": [0.0, 1.0]}, progress=False, chunk_size=4, out=store,
-                 resume=True)
+        jd.sweep(
+            exp,
+            {**SMALL, "delta": [0.0, 1.0]},
+            progress=False,
+            chunk_size=4,
+            out=store,
+            resume=True,
+        )
     done = jd.sweep(exp, SMALL, progress=False, chunk_size=4, out=store, resume=True)
     np.testing.assert_array_equal(done["a"].values, ref["a"].values)
     np.testing.assert_array_equal(jd.load_sweep(store)["loss"].values, ref["loss"].values)
@@ -201,9 +221,25 @@ def test_fake_devices_match_the_one_device_run():
 
 def test_cli_sweep_killed_midway_resumes_identically(tmp_path):
     store = tmp_path / "k.zarr"
-    args = [sys.executable, "-m", "jaxdyn.cli", "sweep", "single-neuron", "--delta=-2:2:40",
-            "--scale=0.05", "--lr_ratio=1", "--config", "t_max=8.0", "--config", "n_t=17",
-            "--chunk-size", "2", "--out", str(store), "--no-progress"]
+    args = [
+        sys.executable,
+        "-m",
+        "jaxdyn.cli",
+        "sweep",
+        "single-neuron",
+        "--delta=-2:2:40",
+        "--scale=0.05",
+        "--lr_ratio=1",
+        "--config",
+        "t_max=8.0",
+        "--config",
+        "n_t=17",
+        "--chunk-size",
+        "2",
+        "--out",
+        str(store),
+        "--no-progress",
+    ]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 300
     n_done = 0
@@ -226,9 +262,12 @@ def test_cli_sweep_killed_midway_resumes_identically(tmp_path):
     resumed = subprocess.run(args + ["--resume"], capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     got = jd.load_sweep(store)
-    ref = jd.sweep(get_experiment("single-neuron", **CONFIG),
-                   {"delta": np.linspace(-2, 2, 40), "scale": [0.05], "lr_ratio": [1.0]},
-                   chunk_size=2, progress=False)
+    ref = jd.sweep(
+        get_experiment("single-neuron", **CONFIG),
+        {"delta": np.linspace(-2, 2, 40), "scale": [0.05], "lr_ratio": [1.0]},
+        chunk_size=2,
+        progress=False,
+    )
     assert (got["status"] == 0).all()
     np.testing.assert_array_equal(got["a"].values, ref["a"].values)
 
@@ -264,9 +303,16 @@ def test_multi_process_jax_distributed_matches_single_process():
     port = str(_free_port())
     env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="")
     code = textwrap.dedent(MULTIHOST)
-    procs = [subprocess.Popen([sys.executable, "-c", code, str(i), port], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for i in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(i), port],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
     outs = []
     for p in procs:
         try:
@@ -275,9 +321,12 @@ def test_multi_process_jax_distributed_matches_single_process():
             p.kill()
         assert p.returncode == 0, se[-3000:]
         outs.append(json.loads(so.strip().splitlines()[-1]))
-    ref = jd.sweep(get_experiment("single-neuron", t_max=8.0, n_t=17, mode="vmap"),
-                   {"delta": np.linspace(-2.0, 2.0, 13), "scale": [0.05], "lr_ratio": [1.0]},
-                   progress=False, chunk_size=1)
+    ref = jd.sweep(
+        get_experiment("single-neuron", t_max=8.0, n_t=17, mode="vmap"),
+        {"delta": np.linspace(-2.0, 2.0, 13), "scale": [0.05], "lr_ratio": [1.0]},
+        progress=False,
+        chunk_size=1,
+    )
     for o in outs:
         assert o["processes"] == 2 and o["n_devices"] == 2
         # One point per device and call, as in the 1-device run with chunk_size=1: identical.

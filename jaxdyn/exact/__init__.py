@@ -1,17 +1,18 @@
 """Closed-form learning trajectories (`jd.exact`), one module per paper family."""
 
+from .linear import (
+    LambdaBalancedSolution as LambdaBalancedSolution,
+    lambda_balanced as lambda_balanced,
+    lambda_balanced_mode as lambda_balanced_mode,
+    ntk_from_solution as ntk_from_solution,
+    ntk_two_layer_linear as ntk_two_layer_linear,
+    reversal_time as reversal_time,
+    saxe_modes as saxe_modes,
+)
 from .single_neuron import (
     imbalance as imbalance,
-)
-from .single_neuron import (
     single_neuron as single_neuron,
-)
-from .single_neuron import (
     single_neuron_beta as single_neuron_beta,
-)
-from .single_neuron import (
     single_neuron_limit as single_neuron_limit,
-)
-from .single_neuron import (
     whitened_target as whitened_target,
 )

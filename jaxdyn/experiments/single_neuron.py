@@ -171,8 +171,13 @@ def plot(ds, path):
     sub = ds.sel(lr_ratio=r1, scale=s0)
     fig, axs = plt.subplots(1, 3, figsize=(15, 4.4), constrained_layout=True)
     im = axs[0].pcolormesh(
-        sub["t"].values, sub["delta"].values, sub["kernel_distance"].values,
-        shading="auto", cmap="magma", vmin=0, vmax=1,
+        sub["t"].values,
+        sub["delta"].values,
+        sub["kernel_distance"].values,
+        shading="auto",
+        cmap="magma",
+        vmin=0,
+        vmax=1,
     )
     axs[0].set_xlabel("time t")
     axs[0].set_ylabel("imbalance δ = η_w a² − η_a‖w‖²")
@@ -182,8 +187,14 @@ def plot(ds, path):
     for sc, col in zip(scales, colors, strict=True):
         for j, r in enumerate(ratios):
             kd = ds["kernel_distance"].sel(lr_ratio=r, scale=sc).isel(t=-1)
-            axs[1].plot(ds["delta"].values, kd, color=col, ls=("-", "--", ":")[j % 3],
-                        lw=2.2 if j == 0 else 1.2, label=f"‖β0‖ = {sc:g}, η_a/η_w = {r:g}")
+            axs[1].plot(
+                ds["delta"].values,
+                kd,
+                color=col,
+                ls=("-", "--", ":")[j % 3],
+                lw=2.2 if j == 0 else 1.2,
+                label=f"‖β0‖ = {sc:g}, η_a/η_w = {r:g}",
+            )
     axs[1].set_xlabel("imbalance δ")
     axs[1].set_ylabel(f"S(0, T = {float(ds['t'][-1]):g})")
     axs[1].set_title("final kernel movement: rich (small scale, δ ≤ 0) → lazy")
@@ -193,8 +204,9 @@ def plot(ds, path):
     picks = [deltas[np.argmin(np.abs(deltas - v))] for v in (-3, -1, 0, 1, 3)]
     cmap = plt.get_cmap("coolwarm")
     for i, dv in enumerate(picks):
-        axs[2].semilogy(sub["t"], sub["loss"].sel(delta=dv), color=cmap(i / 4),
-                        label=f"δ = {dv:+.1f}")
+        axs[2].semilogy(
+            sub["t"], sub["loss"].sel(delta=dv), color=cmap(i / 4), label=f"δ = {dv:+.1f}"
+        )
     axs[2].set_xlabel("time t")
     axs[2].set_ylabel("loss")
     axs[2].set_ylim(1e-12, 2)

@@ -1,0 +1,160 @@
+"""Shared helpers for the jaxdyn benchmarks: timing, machine record, one-JSON-line output.
+
+Every benchmark prints one JSON object per line on stdout (`emit`), so results can be collected
+with `grep '^{' | jq`. Timings exclude warm-up (compilation, first-call caches): `timeit` runs
+the function `warmup` times untimed, then `repeat` timed calls with `time.perf_counter`, and
+reports the best and the median.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["block", "compile_counter", "emit", "machine_info", "peak_rss_tracker", "timeit"]
+
+
+def block(x: Any) -> Any:
+    """Wait for every JAX array in `x` (a pytree) to be computed; a no-op for non-JAX values."""
+    if "jax" in sys.modules:
+        import jax
+
+        return jax.block_until_ready(x)
+    return x
+
+
+def timeit(fn: Callable[[], Any], *, repeat: int = 3, warmup: int = 1) -> dict[str, Any]:
+    """Time `fn()` (blocking on JAX results): `warmup` untimed calls, then `repeat` timed ones.
+
+    Returns `{"best_s", "median_s", "times_s", "repeat", "result"}`, `result` being the value of
+    the last call.
+    """
+    out = None
+    for _ in range(warmup):
+        out = block(fn())
+    times = []
+    for _ in range(max(1, repeat)):
+        t0 = time.perf_counter()
+        out = block(fn())
+        times.append(time.perf_counter() - t0)
+    return {
+        "best_s": min(times),
+        "median_s": statistics.median(times),
+        "times_s": times,
+        "repeat": len(times),
+        "result": out,
+    }
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_jsonable(v) for v in x]
+    if hasattr(x, "item") and getattr(x, "ndim", None) == 0:  # numpy / jax scalars
+        return x.item()
+    if hasattr(x, "tolist"):
+        return x.tolist()
+    if isinstance(x, float) and (x != x or x in (float("inf"), float("-inf"))):
+        return str(x)
+    return x
+
+
+def emit(record: dict[str, Any]) -> None:
+    """Print `record` as exactly one JSON line on stdout (flushed)."""
+    print(json.dumps(_jsonable(record), separators=(", ", ": ")), flush=True)
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU count, platform, Python and package versions, and the JAX backend / device kind."""
+    info: dict[str, Any] = {
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+    }
+    for mod in ("numpy", "scipy", "jax", "jaxlib", "equinox", "diffrax", "jaxdyn"):
+        try:
+            m = __import__(mod)
+            info[mod] = getattr(m, "__version__", "?")
+        except ImportError:
+            continue
+    if "jax" in sys.modules:
+        import jax
+
+        dev = jax.devices()[0]
+        info["jax_backend"] = jax.default_backend()
+        info["device_kind"] = dev.device_kind
+        info["n_devices"] = jax.device_count()
+        info["x64"] = bool(jax.config.jax_enable_x64)
+    return info
+
+
+class _Counts:
+    compiles = 0
+    traces = 0
+    result: int | None = None
+
+
+@contextlib.contextmanager
+def compile_counter():
+    """Count JAX traces and XLA compiles inside the block (`jax.monitoring` duration events).
+
+    Yields an object whose `compiles` / `traces` attributes hold the counts so far."""
+    import jax.monitoring as mon
+
+    counts = _Counts()
+
+    def listener(event: str, duration: float, **kwargs: Any) -> None:
+        if event == "/jax/core/compile/backend_compile_duration":
+            counts.compiles += 1
+        elif event == "/jax/core/compile/jaxpr_trace_duration":
+            counts.traces += 1
+
+    mon.register_event_duration_secs_listener(listener)
+    try:
+        yield counts
+    finally:
+        mon.unregister_event_duration_listener(listener)
+
+
+def _proc_status_kib(field: str) -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+@contextlib.contextmanager
+def peak_rss_tracker(enabled: bool = True):
+    """Growth of the process's peak resident set size over the block, in bytes (Linux).
+
+    Resets the kernel's high-water mark (`/proc/self/clear_refs` ← 5) on entry and reads
+    VmHWM − VmRSS(entry) on exit into `.result`; `.result` stays None where this is
+    unavailable (not Linux, no permission) or `enabled` is false."""
+    counts = _Counts()
+    rss0 = None
+    if enabled:
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+            rss0 = _proc_status_kib("VmRSS")
+        except OSError:
+            rss0 = None
+    try:
+        yield counts
+    finally:
+        hwm = _proc_status_kib("VmHWM") if rss0 is not None else None
+        if hwm is not None and rss0 is not None:
+            counts.result = max(0, hwm - rss0) * 1024

@@ -1,0 +1,108 @@
+"""Shared test set-up: float64 everywhere, whitened data, jitted flows and a scipy reference.
+
+The library never flips `jax_enable_x64` itself (DESIGN.md): the test session does it here, at
+import, before any array is created.
+"""
+
+from __future__ import annotations
+
+import diffrax
+import equinox as eqx
+import jax
+import numpy as np
+import pytest
+
+jax.config.update("jax_enable_x64", True)
+
+import jaxdyn as jd  # noqa: E402  (after enabling float64)
+
+SEED = 20240606
+
+
+def make_whitened(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
+    """`X (n, d)` with `XᵀX/n = I_d` to rounding (orthonormal QR factor times √n); needs n ≥ d."""
+    if n < d:
+        raise ValueError("whitened data needs n >= d")
+    Q, R = np.linalg.qr(rng.standard_normal((n, d)))
+    Q = Q * np.sign(np.diag(R))[None, :]
+    return np.sqrt(n) * Q
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(SEED)
+
+
+@pytest.fixture
+def whitened():
+    """Factory `whitened(rng, n, d)` for inputs with `XᵀX/n = I` exactly (to rounding)."""
+    return make_whitened
+
+
+# ---------------------------------------------------------------------------------------------
+# Jitted flows: `gradient_flow` rebuilds its vector field on every eager call, so each eager call
+# compiles afresh (~1 s). Tests that solve many problems of one shape go through these wrappers,
+# which compile once per shape (and exercise the "jax.jit works" promise at the same time).
+
+
+@eqx.filter_jit
+def flow_dopri8(model, X, y, ts, lr, rtol=1e-11, atol=1e-12, max_steps=200_000):
+    """`jd.gradient_flow` with Dopri8 and tight tolerances, compiled once per shape."""
+    return jd.gradient_flow(
+        model,
+        (X, y),
+        ts,
+        lr=lr,
+        solver=diffrax.Dopri8(),
+        rtol=rtol,
+        atol=atol,
+        max_steps=max_steps,
+    )
+
+
+def single_neuron_rhs(Sxx, sxy, eta_a, eta_w):
+    """ȧ = −η_a wᵀg, ẇ = −η_w a g with g = Sxx·aw − sxy, for scipy (state [a, w])."""
+
+    def rhs(t, z):
+        a, w = z[0], z[1:]
+        g = Sxx @ (a * w) - sxy
+        return np.concatenate([[-eta_a * (w @ g)], -eta_w * a * g])
+
+    return rhs
+
+
+def scipy_single_neuron(X, y, a0, w0, ts, eta_a, eta_w, rtol=1e-12, atol=1e-14):
+    """Reference: DOP853 on the single-neuron flow for L = (1/2n)Σ(a wᵀx − y)² (any data)."""
+    from scipy.integrate import solve_ivp
+
+    X = np.asarray(X, float)
+    y = np.asarray(y, float)
+    n = X.shape[0]
+    rhs = single_neuron_rhs(X.T @ X / n, X.T @ y / n, float(eta_a), float(eta_w))
+    ts = np.asarray(ts, float)
+    z0 = np.concatenate([[float(a0)], np.asarray(w0, float)])
+    sol = solve_ivp(rhs, (ts[0], ts[-1]), z0, method="DOP853", t_eval=ts, rtol=rtol, atol=atol)
+    assert sol.success, sol.message
+    return sol.y[0], sol.y[1:].T
+
+
+def rel_err(approx, ref) -> float:
+    """max |approx − ref| / max |ref| over the whole trajectory."""
+    approx = np.asarray(approx)
+    ref = np.asarray(ref)
+    return float(np.max(np.abs(approx - ref)) / np.max(np.abs(ref)))
+
+
+@pytest.fixture
+def scipy_reference():
+    return scipy_single_neuron
+
+
+@pytest.fixture
+def jit_flow():
+    return flow_dopri8
+
+
+@pytest.fixture
+def relerr():
+    return rel_err
