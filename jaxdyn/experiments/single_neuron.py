@@ -16,7 +16,6 @@ import numpy as np
 from .. import init as jinit
 from ..exact.single_neuron import _solve
 from ..flow import gradient_flow
-from ..metrics import kernel_distance
 from ..models import SingleNeuron
 from .base import Experiment
 
@@ -29,11 +28,21 @@ def whitened_data(n: int, d: int, beta_star, seed: int = 0):
     return X, X @ np.asarray(beta_star, dtype=float)
 
 
-def _weighted_M(a, w, eta_a, eta_w):
-    """M(θ) = η_w a² I + η_a w wᵀ, so that the NTK on whitened data is K = X M Xᵀ (notes 3.1)."""
+def kernel_distance_whitened(a0, w0, a, w, eta_a, eta_w):
+    r"""Kernel distance S(K_0, K_t) of the single neuron's NTK on whitened data, in closed form.
+
+    On whitened data K = X M Xᵀ with M = η_w a² I + η_a w wᵀ (notes Eq. 3.1), and
+    ⟨K_0, K_t⟩_F = n² tr(M_0 M_t) (notes Eq. 3.3), so with p = η_w a²:
+    tr(M_0 M_t) = d p_0 p_t + η_a (p_0‖w_t‖² + p_t‖w_0‖²) + η_a² (w_0·w_t)² (notes Eq. 3.4,
+    with learning rates). `a`, `w` may carry a leading time axis.
+    """
     d = w.shape[-1]
-    eye = jnp.eye(d, dtype=w.dtype)
-    return eta_w * a[..., None, None] ** 2 * eye + eta_a * w[..., :, None] * w[..., None, :]
+    p0, pt = eta_w * a0**2, eta_w * a**2
+    n0, nt = jnp.sum(w0**2, -1), jnp.sum(w**2, -1)
+    cross = d * p0 * pt + eta_a * (p0 * nt + pt * n0) + eta_a**2 * jnp.sum(w0 * w, -1) ** 2
+    sq0 = d * p0**2 + 2 * eta_a * p0 * n0 + eta_a**2 * n0**2
+    sqt = d * pt**2 + 2 * eta_a * pt * nt + eta_a**2 * nt**2
+    return 1.0 - cross / jnp.sqrt(sq0 * sqt)
 
 
 def make(
@@ -97,8 +106,8 @@ def make(
         deviation = jnp.max(jnp.abs(th - th_ex), axis=(1, 2)) / scale
         dl = eta_w[:, None] * a**2 - eta_a[:, None] * jnp.sum(w**2, -1)
         drift = jnp.max(jnp.abs(dl - delta[:, None]), axis=1)
-        M = _weighted_M(a, w, eta_a[:, None, None, None], eta_w[:, None, None, None])
-        kd = kernel_distance(M[:, :1], M)  # whitened data: S(K0, Kt) = S(M0, Mt) exactly
+        ea, ew = eta_a[:, None], eta_w[:, None]
+        kd = kernel_distance_whitened(a[:, :1], w[:, :1], a, w, ea, ew)
         loss0 = traj.loss[:, :1]
         fitted = traj.loss <= 1e-2 * loss0
         t_fit = jnp.where(jnp.any(fitted, 1), ts[jnp.argmax(fitted, axis=1)], jnp.inf)
