@@ -293,6 +293,8 @@ def sweep(
         if not isinstance(chunk_size, int | np.integer) or chunk_size < 1:
             raise SweepError(f"chunk_size must be a positive integer, got {chunk_size!r}")
         chunk = math.ceil(int(chunk_size) / n_dev) * n_dev
+    if experiment.max_chunk_per_device is not None:
+        chunk = min(chunk, experiment.max_chunk_per_device * n_dev)
     n_chunks = math.ceil(n_points / chunk)
 
     out_path = None if out is None else os.fspath(out)
@@ -310,6 +312,7 @@ def sweep(
     attrs = _attrs(experiment, grid, shard, n_dev, devs)
     key = _grid_hash(experiment, grid, shard)
     attrs["grid_hash"] = key
+    attrs["chunk_size"] = chunk
     flat_coords = {k: v[lo:hi] for k, v in points.items()}
 
     # Template of the outputs, from one abstract evaluation (no compile).

@@ -331,3 +331,11 @@ def test_multi_process_jax_distributed_matches_single_process():
         assert o["processes"] == 2 and o["n_devices"] == 2
         # One point per device and call, as in the 1-device run with chunk_size=1: identical.
         np.testing.assert_array_equal(np.array(o["a"]), ref["a"].values)
+
+
+def test_experiment_chunk_cap_is_enforced():
+    exp = jd.sweep_function(lambda x: {"y": 2.0 * x}, {"x": np.arange(7.0)})
+    exp.max_chunk_per_device = 2
+    ds = jd.sweep(exp, None, progress=False, chunk_size=100)
+    assert ds.attrs["chunk_size"] == 2
+    np.testing.assert_array_equal(ds["y"].values, 2.0 * np.arange(7.0))

@@ -14,6 +14,31 @@ _REGISTRY: dict[str, tuple[str, str]] = {
         "single_neuron",
         "single neuron a·wᵀx: lazy vs rich vs imbalance δ and lr ratio (Kunin et al. 2024)",
     ),
+    "relu-lazy-rich": (
+        "relu_lazy_rich",
+        "two-layer ReLU teacher-student: lazy→rich vs scale, imbalance δ, width "
+        "(Kunin et al. 2024 §5)",
+    ),
+    "lambda-balanced": (
+        "lambda_balanced",
+        "λ-balanced two-layer linear net: gradient flow vs exact solution, lazy/rich vs λ, "
+        "scale, width (Dominé et al. 2024)",
+    ),
+    "continual": (
+        "continual",
+        "λ-balanced linear net trained on a sequence of tasks: forgetting vs λ "
+        "(Dominé et al. 2024 App. D.1)",
+    ),
+    "reversal": (
+        "reversal",
+        "reversal learning Σ̃yx → −Σ̃yx: zero-crossing time vs λ, λ = 0 never reverses "
+        "(Dominé et al. 2024 App. D.2)",
+    ),
+    "transfer": (
+        "transfer",
+        "hierarchical 8-item task: fine-tuning a new feature from a pretrained "
+        "representation vs λ (Dominé et al. 2024 App. D.3)",
+    ),
 }
 
 
@@ -39,8 +64,11 @@ def _check(name: str) -> str:
 
 def factory(name: str) -> Callable[..., Experiment]:
     module, _ = _REGISTRY[_check(name)]
-    mod = importlib.import_module(f".{module}", __name__) if not module.count(".") else \
-        importlib.import_module(module)
+    mod = (
+        importlib.import_module(f".{module}", __name__)
+        if not module.count(".")
+        else importlib.import_module(module)
+    )
     return mod.make
 
 

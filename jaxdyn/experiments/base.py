@@ -33,6 +33,8 @@ class Experiment:
     - `summary`: optional `summary(ds) -> str` printed by the CLI (e.g. agreement with theory).
     - `integer_axes`: axes whose values are integers (e.g. `seed`).
     - `bytes_per_point`: rough device memory per grid point, used for automatic chunk sizes.
+    - `max_chunk_per_device`: upper bound on points per device and call (automatic and explicit
+      chunk sizes are clamped to it), for programs that misbehave when batched too wide.
     """
 
     name: str
@@ -46,6 +48,7 @@ class Experiment:
     summary: Callable | None = None
     integer_axes: frozenset[str] = frozenset()
     bytes_per_point: int = 1 << 16
+    max_chunk_per_device: int | None = None
     _jitted: Any = dataclasses.field(default=None, repr=False)
 
     def __post_init__(self):

@@ -1,0 +1,438 @@
+r"""`lambda-balanced`: exact vs simulated learning dynamics of λ-balanced two-layer linear nets.
+
+Dominé, Anguita, Proca, Braun, Kunin, Mediano, Saxe (2024), "From Lazy to Rich: Exact Learning
+Dynamics in Deep Linear Networks" (ICLR 2025, arXiv:2409.14623), Fig. 2 (exact solution vs
+simulation) and the lazy/rich phase diagram of Fig. 1/5 (kernel distance vs λ and scale);
+notes `domine_lazy_to_rich.md` §1–§4, §7, §8.
+
+Set-up (defaults; all configurable in `make`): a square net d = o = 4 (the paper's A3 width is
+h = min(d, o) = 4; square so that *both* signs of large |λ| are lazy, notes §4.4), whitened
+inputs (XᵀX/n = I_d, n = 8) and a noiseless linear task Y = X Σ̃yxᵀ with Haar-random singular
+vectors and singular values geomspace(2, 0.2). Every grid point is a λ-balanced init
+(`jaxdyn.init.lambda_balanced`, task-agnostic, product singular values `scale`·U(0.5, 1.5)),
+trained by gradient flow (Diffrax Dopri8, max-norm error control, stacked batch solve on CPU)
+and compared with the closed-form solution `jaxdyn.exact.lambda_balanced` (Theorem 4.3).
+
+Recorded: the loss of flow and exact solution, the NTK kernel distance S(0, t) of both
+(the NTK of a two-layer linear net is a function of W1ᵀW1 and W2W2ᵀ only, notes §4.1), the
+network function W2W1(t), the max relative deviation exact vs flow of W2W1, W1ᵀW1, W2W2ᵀ,
+and the drift of the conserved W2ᵀW2 − W1W1ᵀ = λI along the flow.
+
+**Width is a batch axis.** Nets are built at `max_width` with the units ≥ `width` set to zero
+(`jaxdyn.init.mask_width` semantics, traced width), so one program serves every width; zero
+units stay zero under gradient flow and the exact solver ignores them. λ-balance at width
+h > min(d, o) constrains λ (notes §1, A3): h > d needs λ ≥ 0, h > o needs λ ≤ 0,
+h > max(d, o) needs λ = 0. Such inadmissible (λ, width) points get `status = 5` and NaN in
+every exact-vs-flow comparison.
+
+**Square nets at λ = 0** have a topological obstruction (notes §2.4): if sign det W2W1(0) ≠
+sign det Σ̃yx the weakest mode is never learned. With `match_sign=True` (default) the first
+layer of a full-width square net is reflected, W1 → W1(I − 2e₁e₁ᵀ) — which keeps the
+λ-balance and flips det W2W1(0) — so every init reaches the global minimum.
+"""
+
+from __future__ import annotations
+
+import diffrax
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .. import init as jinit
+from ..exact.linear import lambda_balanced as exact_lambda_balanced
+from ..flow import gradient_flow
+from ..models import TwoLayerLinear
+from .base import Experiment
+
+#: Status code for (λ, width) combinations that admit no λ-balanced init (notes §1, A3).
+STATUS_INADMISSIBLE = 5
+
+__all__ = [
+    "STATUS_INADMISSIBLE",
+    "admissible",
+    "init_at_width",
+    "kernel_distance_grams",
+    "make",
+    "whitened_task",
+]
+
+
+# --------------------------------------------------------------------------------------------
+# Shared helpers (also used by the continual / reversal / transfer experiments)
+
+
+def haar(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Haar-random orthogonal `(n, n)` matrix."""
+    A = rng.standard_normal((n, n))
+    Q, R = np.linalg.qr(A)
+    return Q * np.sign(np.diag(R))[None, :]
+
+
+def whitened_inputs(n: int, d: int, seed: int = 0) -> np.ndarray:
+    """`X (n, d)` with XᵀX/n = I_d to rounding (assumption A1 of Dominé et al. 2024)."""
+    rng = np.random.default_rng(seed)
+    Q, R = np.linalg.qr(rng.standard_normal((n, d)))
+    return np.sqrt(n) * Q * np.sign(np.diag(R))[None, :]
+
+
+def whitened_task(n: int, d: int, o: int, sv, seed: int = 0, det_sign: float | None = None):
+    """Whitened inputs and a noiseless linear task with Σ̃yx = Yᵀ X/n = U diag(sv) Vᵀ.
+
+    `U`, `V` are Haar-random; for square tasks `det_sign` (±1) fixes sign det Σ̃yx.
+    Returns `(X (n, d), Y (n, o), Syx (o, d))` as float64 numpy arrays.
+    """
+    r = min(d, o)
+    sv = np.asarray(sv, float)
+    if sv.shape != (r,):
+        raise ValueError(f"`sv` must have min(d, o) = {r} singular values, got {sv.shape}.")
+    X = whitened_inputs(n, d, seed)
+    rng = np.random.default_rng(seed + 1)
+    U, V = haar(rng, o), haar(rng, d)
+    if det_sign is not None and d == o and np.sign(np.linalg.det(U @ V.T)) != det_sign:
+        U[:, -1] *= -1
+    Syx = U[:, :r] @ np.diag(sv) @ V[:, :r].T
+    return X, X @ Syx.T, Syx
+
+
+def admissible(lam, width, d: int, o: int):
+    """Whether a λ-balanced init exists at this width (rank argument, notes §1 / A3)."""
+    lam = jnp.asarray(lam)
+    bad = ((width > d) & (lam < 0)) | ((width > o) & (lam > 0))
+    return ~bad & (width >= 1)
+
+
+def init_at_width(key, lam, scale, width, *, d: int, o: int, max_width: int, aligned_to=None):
+    """λ-balanced `TwoLayerLinear` of (traced) width `width`, embedded at `max_width`.
+
+    The init of every static width 1 … `max_width` is built (`jaxdyn.init.lambda_balanced`)
+    and padded with zero units; the one matching `width` is selected, so `width` may be a
+    traced integer (one compiled program for all widths). Inadmissible (λ, width) pairs give a
+    net that is not λ-balanced (see `admissible`).
+    """
+    W1 = jnp.zeros((max_width, d))
+    W2 = jnp.zeros((o, max_width))
+    for h in range(1, max_width + 1):
+        try:
+            m = jinit.lambda_balanced(key, d, h, o, lam, scale, aligned_to=aligned_to)
+        except ValueError:  # concrete λ inadmissible at this width: never selected validly
+            continue
+        m = jinit.pad_width(m, max_width)
+        W1 = jnp.where(width == h, m.W1, W1)
+        W2 = jnp.where(width == h, m.W2, W2)
+    return jinit.mask_width(TwoLayerLinear(W1, W2), width)
+
+
+def match_det_sign(model: TwoLayerLinear, Syx, apply) -> TwoLayerLinear:
+    """Reflect W1 (W1 → W1(I − 2e₁e₁ᵀ)) where `apply` and sign det W2W1 ≠ sign det Σ̃yx.
+
+    The reflection keeps W1W1ᵀ (so the λ-balance) and flips det W2W1 (notes §2.4)."""
+    flip = apply & (jnp.sign(jnp.linalg.det(model.W2 @ model.W1)) != jnp.sign(jnp.linalg.det(Syx)))
+    W1 = jnp.where(flip, model.W1.at[:, 0].multiply(-1.0), model.W1)
+    return TwoLayerLinear(W1, model.W2)
+
+
+def _ntk_inner(gi_a, go_a, gi_b, go_b, d: int, o: int):
+    r"""$\langle K_a, K_b\rangle_F / n^2$ for NTKs of two-layer linear nets on whitened data.
+
+    With $K = X G_{in} X^\top \otimes I_o + XX^\top \otimes G_{out}$ (notes §4.1) and
+    $X^\top X = nI$: $\langle K_a, K_b\rangle = n^2[o\,\mathrm{tr}(G^a_{in}G^b_{in})
+    + \mathrm{tr}G^a_{in}\mathrm{tr}G^b_{out} + \mathrm{tr}G^b_{in}\mathrm{tr}G^a_{out}
+    + d\,\mathrm{tr}(G^a_{out}G^b_{out})]$."""
+    tr = lambda A: jnp.trace(A, axis1=-2, axis2=-1)  # noqa: E731
+    dot = lambda A, B: jnp.sum(A * B, axis=(-2, -1))  # noqa: E731
+    return o * dot(gi_a, gi_b) + tr(gi_a) * tr(go_b) + tr(gi_b) * tr(go_a) + d * dot(go_a, go_b)
+
+
+def kernel_distance_grams(gram_in, gram_out):
+    r"""NTK kernel distance $S(0, t) = 1 - \langle K_0, K_t\rangle/(\|K_0\|\|K_t\|)$ from the
+    Grams $W_1^\top W_1(t)$ `(..., T, d, d)` and $W_2W_2^\top(t)$ `(..., T, o, o)`, exactly
+    equal to `jaxdyn.metrics.kernel_distance` of the empirical NTK on whitened inputs, without
+    forming the `(n·o, n·o)` kernels (Dominé et al. 2024, §4.1; notes §4.1)."""
+    d, o = gram_in.shape[-1], gram_out.shape[-1]
+    gi0, go0 = gram_in[..., :1, :, :], gram_out[..., :1, :, :]
+    inner = _ntk_inner(gi0, go0, gram_in, gram_out, d, o)
+    n0 = _ntk_inner(gi0, go0, gi0, go0, d, o)
+    nt = _ntk_inner(gram_in, gram_out, gram_in, gram_out, d, o)
+    return 1.0 - inner / jnp.sqrt(n0 * nt)
+
+
+#: Largest sweep chunk (per device) for experiments that call `exact_batched`; see there.
+#: `jax.lax.map` over blocks of 64 nets inside a 1024-point chunk still hung.
+MAX_CHUNK_PER_DEVICE = 128
+
+
+def exact_batched(models, X, Y, ts):
+    """`jd.exact.lambda_balanced` for a batch of nets (leading axis), by `jax.vmap`.
+
+    Known issue (jax/jaxlib 0.10.2, CPU): programs holding this batched solve for ≳ 256 nets can
+    deadlock inside XLA:CPU (every thread idle in a futex wait); running with
+    `XLA_FLAGS=--xla_cpu_enable_concurrency_optimized_scheduler=false` avoids it. Chunk
+    sweeps at ≤ 128 points per device: the experiments using this set
+    `Experiment.max_chunk_per_device = MAX_CHUNK_PER_DEVICE`, which `jd.sweep` enforces.
+    """
+    return jax.vmap(lambda m: exact_lambda_balanced(m.W1, m.W2, X, Y, ts))(models)
+
+
+def rel_dev(a, b, axes):
+    """max |a − b| / max |b| over `axes`."""
+    return jnp.max(jnp.abs(a - b), axis=axes) / jnp.max(jnp.abs(b), axis=axes)
+
+
+def batched_flow(models, X, Y, ts, *, rtol, atol, mode, max_steps=200_000):
+    """Gradient flow of a batch of `TwoLayerLinear` nets: one stacked Diffrax solve
+    (`mode="stacked"`) or `jax.vmap` with per-member steps (`mode="vmap"`)."""
+    kw = dict(solver=diffrax.Dopri8(), rtol=rtol, atol=atol, max_steps=max_steps)
+    if mode == "stacked":
+        return gradient_flow(models, (X, Y), ts, batch=True, **kw)
+    return jax.vmap(lambda m: gradient_flow(m, (X, Y), ts, **kw))(models)
+
+
+def resolve_mode(mode: str) -> str:
+    if mode == "auto":
+        mode = "stacked" if jax.default_backend() == "cpu" else "vmap"
+    if mode not in ("stacked", "vmap"):
+        raise ValueError(f"`mode` must be 'auto', 'stacked' or 'vmap', got {mode!r}.")
+    return mode
+
+
+def balance_drift(W1, W2, lam, live):
+    """max over time of |W2ᵀW2 − W1W1ᵀ − λ·diag(live)| (conserved under gradient flow)."""
+    D = jnp.einsum("...ok,...ol->...kl", W2, W2) - jnp.einsum("...kd,...ld->...kl", W1, W1)
+    target = lam[..., None, None, None] * jnp.eye(W1.shape[-2]) * live[..., None, None, :]
+    return jnp.max(jnp.abs(D - target), axis=(-3, -2, -1))
+
+
+# --------------------------------------------------------------------------------------------
+# The experiment
+
+
+def make(
+    *,
+    d: int = 4,
+    o: int = 4,
+    n: int = 8,
+    max_width: int = 6,
+    sv=None,
+    t_max: float = 60.0,
+    n_t: int = 121,
+    rtol: float = 1e-10,
+    atol: float = 1e-12,
+    data_seed: int = 0,
+    match_sign: bool = True,
+    mode: str = "auto",
+) -> Experiment:
+    """Build the experiment.
+
+    Axes: `lam` (imbalance λ, conserved W2ᵀW2 − W1W1ᵀ = λI), `scale` (size of the initial
+    product's singular values), `width` (active hidden units, 1 … `max_width`; default
+    min(d, o)) and `seed` (init). Config: `d`, `o`, `n`, `max_width`, `sv` (task singular
+    values, default geomspace(2, 0.2, min(d, o))), `t_max`, `n_t` (linear save times),
+    `rtol`, `atol` (Dopri8), `data_seed`, `match_sign` (see module docstring), `mode`.
+    """
+    mode = resolve_mode(mode)
+    r = min(d, o)
+    sv = np.geomspace(2.0, 0.2, r) if sv is None else np.asarray(sv, float)
+    X_np, Y_np, Syx_np = whitened_task(n, d, o, sv, data_seed)
+    ts_np = np.linspace(0.0, t_max, n_t)
+
+    def run(points):
+        dtype = jnp.result_type(float)
+        X, Y, Syx = (jnp.asarray(a, dtype) for a in (X_np, Y_np, Syx_np))
+        ts = jnp.asarray(ts_np, dtype)
+        lam = points["lam"].astype(dtype)
+        scale = points["scale"].astype(dtype)
+        width = points["width"]
+        seed = points["seed"]
+        ok = admissible(lam, width, d, o) & (width <= max_width)
+
+        def build(lam, scale, width, seed):
+            m = init_at_width(
+                jax.random.key(seed), lam, scale, width, d=d, o=o, max_width=max_width
+            )
+            return match_det_sign(m, Syx, match_sign & (d == o) & (width == d))
+
+        models = jax.vmap(build)(lam, scale, width, seed)
+        traj = batched_flow(models, X, Y, ts, rtol=rtol, atol=atol, mode=mode)
+        W1, W2 = traj.model.W1, traj.model.W2  # (B, T, H, d), (B, T, o, H)
+        prod = W2 @ W1
+        gin = jnp.swapaxes(W1, -1, -2) @ W1
+        gout = W2 @ jnp.swapaxes(W2, -1, -2)
+        ex = exact_batched(models, X, Y, ts)
+        dev = jnp.maximum(
+            rel_dev(prod, ex.product, (1, 2, 3)),
+            jnp.maximum(
+                rel_dev(gin, ex.gram_in, (1, 2, 3)), rel_dev(gout, ex.gram_out, (1, 2, 3))
+            ),
+        )
+        live = (jnp.arange(max_width)[None, :] < width[:, None]).astype(dtype)
+        drift = balance_drift(W1, W2, lam, live)
+        nan = jnp.asarray(jnp.nan, dtype)
+        okT = ok[:, None]
+        status = jnp.where(ok, traj.status, STATUS_INADMISSIBLE).astype(jnp.int8)
+        return {
+            "loss": traj.loss,
+            "loss_exact": jnp.where(okT, ex.loss, nan),
+            "kernel_distance": kernel_distance_grams(gin, gout),
+            "kernel_distance_exact": jnp.where(
+                okT, kernel_distance_grams(ex.gram_in, ex.gram_out), nan
+            ),
+            "product": prod,
+            "product_exact": jnp.where(ok[:, None, None, None], ex.product, nan),
+            "exact_deviation": jnp.where(ok, dev, nan),
+            "balance_drift": jnp.where(ok, drift, nan),
+            "status": status,
+        }
+
+    return Experiment(
+        name="lambda-balanced",
+        description="λ-balanced two-layer linear net: gradient flow vs exact solution, lazy/rich "
+        "vs λ, scale, width (Dominé et al. 2024)",
+        run=run,
+        axes={
+            "lam": np.linspace(-5.0, 5.0, 21),
+            "scale": np.geomspace(1e-3, 10.0, 5),
+            "width": np.array([r]),
+            "seed": np.array([0]),
+        },
+        dims={
+            "loss": ("t",),
+            "loss_exact": ("t",),
+            "kernel_distance": ("t",),
+            "kernel_distance_exact": ("t",),
+            "product": ("t", "out", "in"),
+            "product_exact": ("t", "out", "in"),
+        },
+        coords={"t": ts_np, "out": np.arange(o), "in": np.arange(d)},
+        attrs={
+            "solver": "diffrax.Dopri8 + PIDController(max norm)",
+            "rtol": rtol,
+            "atol": atol,
+            "mode": mode,
+            "d": d,
+            "o": o,
+            "n": n,
+            "max_width": max_width,
+            "task_singular_values": ",".join(f"{x:.17g}" for x in sv),
+            "data_seed": data_seed,
+            "match_sign": int(match_sign),
+            "status_5": "inadmissible (λ, width): no λ-balanced init (h>d needs λ≥0, h>o λ≤0)",
+            "reference": "Dominé et al. 2024, arXiv:2409.14623 (Theorem 4.3, Fig. 2)",
+            "description": "L=(1/2n)Σ‖W2W1x−y‖², whitened X; exact_deviation = max over "
+            "W2W1, W1ᵀW1, W2W2ᵀ of max|flow−exact|/max|exact|; kernel_distance = S(NTK(0), "
+            "NTK(t)); balance_drift = max|W2ᵀW2−W1W1ᵀ−λI|",
+        },
+        integer_axes=frozenset({"width", "seed"}),
+        plot=plot,
+        summary=summary,
+        bytes_per_point=8 * n_t * (4 * d * o + 6 * max_width * (d + o) + 16) * 6,
+        max_chunk_per_device=MAX_CHUNK_PER_DEVICE,
+    )
+
+
+def summary(ds) -> str:
+    st = ds["status"].values
+    ok = st == 0
+    worst = float(np.nanmax(ds["exact_deviation"].values)) if ok.any() else float("nan")
+    drift = float(np.nanmax(ds["balance_drift"].values)) if ok.any() else float("nan")
+    kd = ds["kernel_distance"].isel(t=-1)
+    return "\n".join(
+        [
+            f"lambda-balanced sweep: {st.size} nets, {int(ok.sum())} ok, "
+            f"{int((st == STATUS_INADMISSIBLE).sum())} inadmissible (λ, width), "
+            f"{int((~ok & (st != STATUS_INADMISSIBLE)).sum())} failed",
+            f"  worst relative deviation flow vs exact (Dominé et al. 2024): {worst:.2e}",
+            f"  max drift of W2ᵀW2 − W1W1ᵀ = λI along the flow:               {drift:.2e}",
+            f"  kernel distance S(0,T): {float(kd.min()):.3f} … {float(kd.max()):.3f} "
+            "(≈0 lazy, large rich)",
+        ]
+    )
+
+
+def _nearest(values, v):
+    values = np.asarray(values)
+    return values[np.argmin(np.abs(values - v))]
+
+
+def plot(ds, path):
+    """Phase diagram S(0, T) over (λ, scale), S(0, t) curves vs λ, S(0, T) vs λ per scale,
+    and flow-vs-exact loss curves (Dominé et al. 2024, Figs. 1, 2, 5)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    widths = ds["width"].values
+    d, o = int(ds.attrs["d"]), int(ds.attrs["o"])
+    w = _nearest(widths, min(d, o))
+    sub = ds.sel(width=w).isel(seed=0)
+    lams, scales, t = sub["lam"].values, sub["scale"].values, sub["t"].values
+    kd_T = sub["kernel_distance"].isel(t=-1).transpose("scale", "lam").values
+    s0 = scales.min()
+    fig, axs = plt.subplots(1, 4, figsize=(21, 4.6), constrained_layout=True)
+
+    ax = axs[0]
+    if scales.size > 1 and lams.size > 1:
+        im = ax.pcolormesh(lams, scales, kd_T, shading="auto", cmap="magma", vmin=0)
+        ax.set_yscale("log")
+        fig.colorbar(im, ax=ax, label=f"kernel distance S(0, T={t[-1]:g})")
+    else:
+        ax.plot(lams, kd_T.ravel(), "o-")
+    ax.set_xlabel("λ (relative scale: W2ᵀW2 − W1W1ᵀ = λI)")
+    ax.set_ylabel("absolute scale of W2W1(0)")
+    ax.set_title("lazy (dark) vs rich (bright): NTK movement")
+
+    ax = axs[1]
+    sub0 = sub.sel(scale=s0)
+    picks = sorted({_nearest(lams, v) for v in (0.0, 0.5, 1.0, 2.0, 5.0)})
+    colors = plt.get_cmap("plasma")(np.linspace(0, 0.85, len(picks)))
+    for lv, c in zip(picks, colors, strict=True):
+        ax.plot(t, sub0["kernel_distance"].sel(lam=lv), color=c, lw=2, label=f"λ = {lv:+.2g}")
+        lm = _nearest(lams, -lv)
+        if lm != lv:
+            ax.plot(
+                t,
+                sub0["kernel_distance"].sel(lam=lm),
+                color=c,
+                ls="--",
+                lw=1.2,
+                label=f"λ = {lm:+.2g}",
+            )
+        ax.plot(t, sub0["kernel_distance_exact"].sel(lam=lv), color="k", ls=":", lw=1)
+    ax.set_xlabel("time t (τ = 1)")
+    ax.set_ylabel("S(NTK(0), NTK(t))")
+    ax.set_title(f"S(0, t), scale = {s0:g} (dashed: −λ; dotted: exact)")
+    ax.legend(fontsize=7)
+
+    ax = axs[2]
+    colors = plt.get_cmap("viridis")(np.linspace(0, 0.9, scales.size))
+    for sc, col in zip(scales, colors, strict=True):
+        ax.plot(
+            lams,
+            sub["kernel_distance"].sel(scale=sc).isel(t=-1),
+            "o-",
+            ms=3,
+            color=col,
+            label=f"scale = {sc:g}",
+        )
+    ax.set_xlabel("λ")
+    ax.set_ylabel(f"S(0, T = {t[-1]:g})")
+    ax.set_title("large |λ| → lazy, λ ≈ 0 → rich (weak dependence on scale)")
+    ax.legend(fontsize=7)
+
+    ax = axs[3]
+    for lv, c in zip([_nearest(lams, v) for v in (-2, 0, 2)], ("C0", "C1", "C2"), strict=True):
+        ax.semilogy(t, sub0["loss"].sel(lam=lv), color=c, label=f"flow, λ = {lv:+g}")
+        ax.semilogy(t, sub0["loss_exact"].sel(lam=lv), "k:", lw=1.5)
+    ax.set_ylim(1e-13, None)
+    ax.set_xlabel("time t")
+    ax.set_ylabel("loss")
+    ax.set_title(f"loss, scale = {s0:g}: flow (solid), exact (dotted)")
+    ax.legend(fontsize=7)
+
+    worst = float(np.nanmax(ds["exact_deviation"].values))
+    fig.suptitle(
+        f"λ-balanced two-layer linear net {d}→{int(w)}→{o} (Dominé et al. 2024): gradient flow "
+        f"vs exact solution, worst relative deviation {worst:.1e}"
+    )
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
