@@ -158,3 +158,21 @@ def peak_rss_tracker(enabled: bool = True):
         hwm = _proc_status_kib("VmHWM") if rss0 is not None else None
         if hwm is not None and rss0 is not None:
             counts.result = max(0, hwm - rss0) * 1024
+
+
+def rate_record(bench: str, method: str, count_key: str, n: int, r: dict, **extra) -> dict:
+    """Emit and return one throughput record: `n` items timed by `timeit` result `r`."""
+    rec = {
+        "bench": bench,
+        "method": method,
+        count_key: n,
+        "traj_per_s": n / r["best_s"],
+        "traj_per_s_median": n / r["median_s"],
+        "time_s": r["best_s"],
+        "median_s": r["median_s"],
+        "repeat": r["repeat"],
+    }
+    rec.update({k: v for k, v in r.items() if k not in ("best_s", "median_s", "repeat")})
+    rec.update(extra)
+    emit(rec)
+    return rec

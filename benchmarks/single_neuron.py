@@ -47,9 +47,9 @@ from scipy.integrate import solve_ivp  # noqa: E402
 import jaxdyn as jd  # noqa: E402
 
 try:
-    from ._common import emit, machine_info, timeit
+    from ._common import emit, machine_info, rate_record, timeit
 except ImportError:  # run as a script: benchmarks/ is on sys.path
-    from _common import emit, machine_info, timeit
+    from _common import emit, machine_info, rate_record, timeit
 
 BENCH = "single_neuron"
 RTOL = ATOL = 1e-8
@@ -212,23 +212,7 @@ def run_scipy_stacked(P, method, repeat):
 
 
 def _record(method, n_traj, r, dev, **extra):
-    rec = {
-        "bench": BENCH,
-        "method": method,
-        "n_traj": n_traj,
-        "traj_per_s": n_traj / r["best_s"],
-        "traj_per_s_median": n_traj / r["median_s"],
-        "time_s": r["best_s"],
-        "median_s": r["median_s"],
-        "repeat": r["repeat"],
-        "max_abs_dev_vs_exact": dev,
-    }
-    rec.update(
-        {k: v for k, v in r.items() if k not in ("best_s", "median_s", "times_s", "repeat")}
-    )
-    rec.update(extra)
-    emit(rec)
-    return rec
+    return rate_record(BENCH, method, "n_traj", n_traj, r, max_abs_dev_vs_exact=dev, **extra)
 
 
 def main(argv=None) -> int:

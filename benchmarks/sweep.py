@@ -58,9 +58,9 @@ from jaxdyn.experiments import get_experiment  # noqa: E402
 from jaxdyn.experiments.single_neuron import whitened_data  # noqa: E402
 
 try:
-    from ._common import compile_counter, emit, machine_info, peak_rss_tracker, timeit
+    from ._common import compile_counter, emit, machine_info, peak_rss_tracker, rate_record, timeit
 except ImportError:  # run as a script: benchmarks/ is on sys.path
-    from _common import compile_counter, emit, machine_info, peak_rss_tracker, timeit
+    from _common import compile_counter, emit, machine_info, peak_rss_tracker, rate_record, timeit
 
 BENCH = "sweep"
 TOL = {"float64": 1e-8, "float32": 1e-5}  # default rtol = atol per dtype
@@ -246,20 +246,7 @@ def memory_analysis(exp, chunk: int) -> dict:
 
 
 def _record(method, n, r, **extra):
-    rec = {
-        "bench": BENCH,
-        "method": method,
-        "n_points": n,
-        "traj_per_s": n / r["best_s"],
-        "traj_per_s_median": n / r["median_s"],
-        "time_s": r["best_s"],
-        "median_s": r["median_s"],
-        "repeat": r["repeat"],
-    }
-    rec.update({k: v for k, v in r.items() if k not in ("best_s", "median_s", "repeat")})
-    rec.update(extra)
-    emit(rec)
-    return rec
+    return rate_record(BENCH, method, "n_points", n, r, **extra)
 
 
 def main(argv=None) -> int:

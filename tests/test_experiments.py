@@ -35,8 +35,11 @@ def test_whitened_kernel_distance_equals_the_empirical_ntk_one(d):
 def test_single_neuron_lr_ratio_symmetry():
     """β(t) and the kernel depend on (η_a, η_w) only through η_a·η_w (notes C26(ii))."""
     exp = get_experiment("single-neuron", t_max=8.0, n_t=17)
-    ds = jd.sweep(exp, {"delta": [-1.0, 0.0, 1.5], "scale": [0.1], "lr_ratio": [0.25, 1.0, 4.0]},
-                  progress=False)
+    ds = jd.sweep(
+        exp,
+        {"delta": [-1.0, 0.0, 1.5], "scale": [0.1], "lr_ratio": [0.25, 1.0, 4.0]},
+        progress=False,
+    )
     beta = ds["beta"].values  # (delta, scale, ratio, t, component)
     np.testing.assert_allclose(beta[:, :, 0], beta[:, :, 1], atol=1e-8)
     np.testing.assert_allclose(beta[:, :, 2], beta[:, :, 1], atol=1e-8)
@@ -44,10 +47,12 @@ def test_single_neuron_lr_ratio_symmetry():
 
 
 def test_relu_lazy_rich_small_grid_and_width_axis():
-    exp = get_experiment("relu-lazy-rich", d=4, n=12, n_test=32, max_width=8, t_max=20.0,
-                         n_t=9)
-    ds = jd.sweep(exp, {"scale": [0.2, 2.0], "delta": [-0.5, 0.5], "width": [4, 8],
-                        "seed": [0]}, progress=False)
+    exp = get_experiment("relu-lazy-rich", d=4, n=12, n_test=32, max_width=8, t_max=20.0, n_t=9)
+    ds = jd.sweep(
+        exp,
+        {"scale": [0.2, 2.0], "delta": [-0.5, 0.5], "width": [4, 8], "seed": [0]},
+        progress=False,
+    )
     assert (ds["status"] == 0).all()
     assert ds["kernel_distance"].dims == ("scale", "delta", "width", "seed", "t")
     # Symmetric init: f ≡ 0, so the initial loss is the same for every point.

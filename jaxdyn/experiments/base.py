@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Experiment"]
+__all__ = ["Experiment", "resolve_mode"]
 
 
 @dataclasses.dataclass(eq=False)
@@ -65,3 +65,16 @@ class Experiment:
 
             self._jitted = jax.jit(self.run)
         return self._jitted
+
+
+def resolve_mode(mode: str) -> str:
+    """Batched-solve mode of an experiment: `"stacked"` (one ODE for the whole chunk, shared
+    adaptive steps: fastest on CPU), `"vmap"` (per-member steps), or `"auto"` (stacked on CPU,
+    vmap on accelerators)."""
+    if mode == "auto":
+        import jax
+
+        mode = "stacked" if jax.default_backend() == "cpu" else "vmap"
+    if mode not in ("stacked", "vmap"):
+        raise ValueError(f"`mode` must be 'auto', 'stacked' or 'vmap', got {mode!r}.")
+    return mode

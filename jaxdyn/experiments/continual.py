@@ -28,7 +28,7 @@ import numpy as np
 
 from .. import init as jinit
 from ..models import TwoLayerLinear
-from .base import Experiment
+from .base import Experiment, resolve_mode
 from .lambda_balanced import (
     MAX_CHUNK_PER_DEVICE,
     balance_drift,
@@ -37,7 +37,6 @@ from .lambda_balanced import (
     haar,
     match_det_sign,
     rel_dev,
-    resolve_mode,
     whitened_inputs,
 )
 

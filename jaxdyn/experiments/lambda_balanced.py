@@ -42,7 +42,7 @@ from .. import init as jinit
 from ..exact.linear import lambda_balanced as exact_lambda_balanced
 from ..flow import gradient_flow
 from ..models import TwoLayerLinear
-from .base import Experiment
+from .base import Experiment, resolve_mode
 
 #: Status code for (λ, width) combinations that admit no λ-balanced init (notes §1, A3).
 STATUS_INADMISSIBLE = 5
@@ -185,14 +185,6 @@ def batched_flow(models, X, Y, ts, *, rtol, atol, mode, max_steps=200_000):
     if mode == "stacked":
         return gradient_flow(models, (X, Y), ts, batch=True, **kw)
     return jax.vmap(lambda m: gradient_flow(m, (X, Y), ts, **kw))(models)
-
-
-def resolve_mode(mode: str) -> str:
-    if mode == "auto":
-        mode = "stacked" if jax.default_backend() == "cpu" else "vmap"
-    if mode not in ("stacked", "vmap"):
-        raise ValueError(f"`mode` must be 'auto', 'stacked' or 'vmap', got {mode!r}.")
-    return mode
 
 
 def balance_drift(W1, W2, lam, live):

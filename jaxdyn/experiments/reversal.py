@@ -27,14 +27,13 @@ import numpy as np
 from .._init_linear import split_singular_values
 from ..exact.linear import reversal_time
 from ..models import TwoLayerLinear
-from .base import Experiment
+from .base import Experiment, resolve_mode
 from .lambda_balanced import (
     MAX_CHUNK_PER_DEVICE,
     balance_drift,
     batched_flow,
     exact_batched,
     rel_dev,
-    resolve_mode,
     whitened_task,
 )
 

@@ -17,7 +17,7 @@ from .. import init as jinit
 from ..exact.single_neuron import _solve
 from ..flow import gradient_flow
 from ..models import SingleNeuron
-from .base import Experiment
+from .base import Experiment, resolve_mode
 
 
 def whitened_data(n: int, d: int, beta_star, seed: int = 0):
@@ -66,10 +66,7 @@ def make(
     `mode`: "stacked" (one ODE for the whole chunk: fastest on CPU), "vmap" (per-member adaptive
     steps), or "auto" (stacked on CPU, vmap on accelerators).
     """
-    if mode == "auto":
-        mode = "stacked" if jax.default_backend() == "cpu" else "vmap"
-    if mode not in ("stacked", "vmap"):
-        raise ValueError(f"`mode` must be 'auto', 'stacked' or 'vmap', got {mode!r}.")
+    mode = resolve_mode(mode)
     beta_star = np.zeros(d)
     beta_star[0] = 1.0
     X, y = whitened_data(n, d, beta_star)

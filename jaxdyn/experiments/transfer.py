@@ -36,8 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..models import TwoLayerLinear
-from .base import Experiment
-from .lambda_balanced import resolve_mode
+from .base import Experiment, resolve_mode
 from .reversal import converged_aligned, crossing_time
 
 __all__ = ["make", "hierarchical_task"]
