@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-__all__ = ["heatmap", "trajectory_vs_theory"]
+__all__ = ["heatmap", "trajectory_vs_theory", "pyplot"]
 
 
-def _plt():
+def pyplot():
+    """`matplotlib.pyplot` on the non-interactive Agg backend (figures go to files)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -56,7 +57,7 @@ def heatmap(
         else:
             sel[dim] = 0
     da = da.isel(sel).transpose(y, x)
-    plt = _plt()
+    plt = pyplot()
     own = ax is None
     if own:
         fig, ax = plt.subplots(figsize=(6, 4.5), constrained_layout=True)
@@ -77,7 +78,7 @@ def heatmap(
 def trajectory_vs_theory(ts, numeric, exact, labels=None, path=None, title=None):
     """Overlay numerical curves (solid) and closed-form curves (dotted); `numeric`, `exact` of
     shape `(T, k)`. Saves a PNG if `path` is given; returns the Axes."""
-    plt = _plt()
+    plt = pyplot()
     numeric = np.asarray(numeric).reshape(len(ts), -1)
     exact = np.asarray(exact).reshape(len(ts), -1)
     fig, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)

@@ -28,6 +28,7 @@ import numpy as np
 
 from .. import init as jinit
 from ..models import TwoLayerLinear
+from ..plot import pyplot
 from .base import Experiment, resolve_mode
 from .lambda_balanced import (
     MAX_CHUNK_PER_DEVICE,
@@ -224,10 +225,7 @@ def summary(ds) -> str:
 
 def plot(ds, path):
     """Task losses over the sequence for a few λ, and forgetting vs λ against theory."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     sub = ds.isel(scale=0, seed=0)
     lam = sub["lam"].values

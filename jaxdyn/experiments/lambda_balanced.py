@@ -42,6 +42,7 @@ from .. import init as jinit
 from ..exact.linear import lambda_balanced as exact_lambda_balanced
 from ..flow import gradient_flow
 from ..models import TwoLayerLinear
+from ..plot import pyplot
 from .base import Experiment, resolve_mode
 
 #: Status code for (λ, width) combinations that admit no λ-balanced init (notes §1, A3).
@@ -348,10 +349,7 @@ def _nearest(values, v):
 def plot(ds, path):
     """Phase diagram S(0, T) over (λ, scale), S(0, t) curves vs λ, S(0, T) vs λ per scale,
     and flow-vs-exact loss curves (Dominé et al. 2024, Figs. 1, 2, 5)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     widths = ds["width"].values
     d, o = int(ds.attrs["d"]), int(ds.attrs["o"])

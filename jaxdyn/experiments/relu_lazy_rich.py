@@ -31,6 +31,7 @@ from .. import init as jinit
 from ..flow import gradient_flow
 from ..metrics import conserved, kernel_distance, ntk, relative_change
 from ..models import TwoLayer
+from ..plot import pyplot
 from .base import Experiment
 
 
@@ -180,10 +181,7 @@ def summary(ds) -> str:
 
 
 def plot(ds, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     sub = ds.isel(width=-1, seed=0)
     fig, axs = plt.subplots(1, 3, figsize=(15, 4.4), constrained_layout=True)

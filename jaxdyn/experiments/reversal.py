@@ -27,6 +27,7 @@ import numpy as np
 from .._init_linear import split_singular_values
 from ..exact.linear import reversal_time
 from ..models import TwoLayerLinear
+from ..plot import pyplot
 from .base import Experiment, resolve_mode
 from .lambda_balanced import (
     MAX_CHUNK_PER_DEVICE,
@@ -206,10 +207,7 @@ def summary(ds) -> str:
 
 def plot(ds, path):
     """Reversal time vs |λ| (flow vs closed form) and mode trajectories (App. D.2)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     sub = ds.isel(seed=0)
     lam = sub["lam"].values

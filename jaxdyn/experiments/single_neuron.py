@@ -17,6 +17,7 @@ from .. import init as jinit
 from ..exact.single_neuron import _solve
 from ..flow import gradient_flow
 from ..models import SingleNeuron
+from ..plot import pyplot
 from .base import Experiment, resolve_mode
 
 
@@ -165,10 +166,7 @@ def summary(ds) -> str:
 
 
 def plot(ds, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     ratios = ds["lr_ratio"].values
     r1 = ratios[np.argmin(np.abs(np.log(ratios)))]

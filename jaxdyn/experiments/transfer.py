@@ -36,6 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..models import TwoLayerLinear
+from ..plot import pyplot
 from .base import Experiment, resolve_mode
 from .reversal import converged_aligned, crossing_time
 
@@ -174,10 +175,7 @@ def summary(ds) -> str:
 
 def plot(ds, path):
     """Fine-tuning time and transfer (sibling / cousin / distant) vs λ, against theory."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     sub = ds.isel(seed=0)
     lam = sub["lam"].values
