@@ -184,7 +184,10 @@ def _measured_bytes_per_point(experiment: Experiment) -> float | None:
     return measured
 
 
-def _as_experiment(experiment_or_fn) -> Experiment:
+_fn_experiments: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _as_experiment(experiment_or_fn, grid) -> Experiment:
     if isinstance(experiment_or_fn, Experiment):
         return experiment_or_fn
     if isinstance(experiment_or_fn, str):
@@ -192,10 +195,15 @@ def _as_experiment(experiment_or_fn) -> Experiment:
 
         return get_experiment(experiment_or_fn)
     if callable(experiment_or_fn):
-        raise TypeError(
-            "`experiment_or_fn`: wrap a per-point function with `jaxdyn.sweep_function(fn, "
-            "axes, dims=..., coords=...)` (it needs default axes), or pass an Experiment."
-        )
+        # A plain per-point function: its axes are the grid's. One Experiment per (function,
+        # axis names), so repeated sweeps of the same function reuse its compiled program.
+        if not grid:
+            raise SweepError("sweeping a plain function needs a grid naming all its arguments")
+        names = tuple(grid)
+        per_fn = _fn_experiments.setdefault(experiment_or_fn, {})
+        if names not in per_fn:
+            per_fn[names] = sweep_function(experiment_or_fn, grid)
+        return per_fn[names]
     raise TypeError(
         f"`experiment_or_fn` must be an Experiment, a name or a function, got "
         f"{type(experiment_or_fn).__name__}."
@@ -254,8 +262,9 @@ def sweep(
 
     **Arguments:**
 
-    - `experiment_or_fn`: an `Experiment`, a registered name (`"single-neuron"`, …) or an
-      Experiment made by `sweep_function`.
+    - `experiment_or_fn`: an `Experiment`, a registered name (`"single-neuron"`, …), or a plain
+      per-point function `fn(**scalars) -> dict of arrays` whose arguments are the grid's axes
+      (it is `jax.vmap`-ed; use `sweep_function` to name its output dimensions).
     - `grid`: axis name -> 1-D values; axes not given keep the experiment's defaults. Unknown
       axes and empty axes raise `SweepError` (a `ValueError`).
     - `chunk_size`: points per compiled call; default from `memory_budget` and the experiment's
@@ -277,7 +286,7 @@ def sweep(
     recording experiment, solver, tolerances, dtype, versions and device kind. A shard or an
     unfinished sweep returns the flat layout.
     """
-    experiment = _as_experiment(experiment_or_fn)
+    experiment = _as_experiment(experiment_or_fn, grid)
     grid = make_grid(experiment, grid)
     points = _flat_points(grid)
     n_total = next(iter(points.values())).size

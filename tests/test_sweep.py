@@ -339,3 +339,19 @@ def test_experiment_chunk_cap_is_enforced():
     ds = jd.sweep(exp, None, progress=False, chunk_size=100)
     assert ds.attrs["chunk_size"] == 2
     np.testing.assert_array_equal(ds["y"].values, 2.0 * np.arange(7.0))
+
+
+def test_plain_function_sweep_reuses_its_program():
+    traces = []
+
+    def fn(a, b):
+        traces.append(1)
+        return {"s": a + b, "v": jnp.stack([a, b])}
+
+    ds = jd.sweep(fn, {"a": [1.0, 2.0], "b": [10.0, 20.0, 30.0]}, progress=False)
+    assert ds["s"].dims == ("a", "b") and ds["v"].dims == ("a", "b", "v_dim0")
+    np.testing.assert_allclose(ds["s"].sel(a=2.0, b=30.0), 32.0)
+    jd.sweep(fn, {"a": [3.0, 4.0], "b": [1.0, 2.0, 3.0]}, progress=False)
+    assert len(traces) == 1
+    with pytest.raises(SweepError, match="needs a grid"):
+        jd.sweep(fn, None, progress=False)
