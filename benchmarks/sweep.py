@@ -273,6 +273,7 @@ def main(argv=None) -> int:
     p.add_argument("--loop-subset", type=int, default=128, help="points timed in the loops")
     p.add_argument("--repeat", type=int, default=3, help="timed repeats (best is reported)")
     p.add_argument("--scipy-methods", default="DOP853", help="comma list, first = baseline")
+    p.add_argument("--n-t", type=int, default=None, help="save times (experiment default 121)")
     p.add_argument("--quick", action="store_true", help="small smoke test (< 1 min)")
     args = p.parse_args(argv)
     if args.quick:
@@ -291,8 +292,9 @@ def main(argv=None) -> int:
     jax.config.update("jax_enable_x64", args.dtype == "float64")
     emit({"bench": BENCH, "method": "machine", "load_avg": os.getloadavg(), **machine_info()})
     tol = TOL[args.dtype]
+    extra = {} if args.n_t is None else {"n_t": args.n_t}
     exp = get_experiment(
-        "single-neuron", rtol=args.rtol or tol, atol=args.atol or tol, mode=args.mode
+        "single-neuron", rtol=args.rtol or tol, atol=args.atol or tol, mode=args.mode, **extra
     )
     rtol, atol = float(exp.attrs["rtol"]), float(exp.attrs["atol"])
     grid = make_grid(args.n_delta, args.n_scale, args.n_ratio)
