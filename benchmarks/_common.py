@@ -176,3 +176,14 @@ def rate_record(bench: str, method: str, count_key: str, n: int, r: dict, **extr
     rec.update(extra)
     emit(rec)
     return rec
+
+
+def print_ratios(ratios: dict, targets: dict, meets: dict, width: int, out) -> None:
+    """One line per ratio, with its target and whether this run met it."""
+    for k, v in ratios.items():
+        tgt = (
+            f"  (target >= {targets[k]:g}: {'ok' if meets[k] else 'MISSED'})"
+            if k in targets
+            else ""
+        )
+        print(f"{k:<{width}}{v:>9.1f}x{tgt}", file=out)

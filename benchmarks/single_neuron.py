@@ -47,9 +47,9 @@ from scipy.integrate import solve_ivp  # noqa: E402
 import jaxdyn as jd  # noqa: E402
 
 try:
-    from ._common import emit, machine_info, rate_record, timeit
+    from ._common import emit, machine_info, print_ratios, rate_record, timeit
 except ImportError:  # run as a script: benchmarks/ is on sys.path
-    from _common import emit, machine_info, rate_record, timeit
+    from _common import emit, machine_info, print_ratios, rate_record, timeit
 
 BENCH = "single_neuron"
 RTOL = ATOL = 1e-8
@@ -355,13 +355,7 @@ def main(argv=None) -> int:
             file=out,
         )
     print(f"* timed on {m} trajectories, rate extrapolated", file=out)
-    for k, v in ratios.items():
-        tgt = (
-            f"  (target >= {TARGETS[k]:g}: {'ok' if meets[k] else 'MISSED'})"
-            if k in TARGETS
-            else ""
-        )
-        print(f"{k:<28}{v:>9.1f}x{tgt}", file=out)
+    print_ratios(ratios, TARGETS, meets, 28, out)
 
     if not batched_ok or not batched_dev <= DEV_LIMIT:
         print(f"FAIL: batched flow deviates from exact by {batched_dev:.3g}", file=out)

@@ -58,9 +58,25 @@ from jaxdyn.experiments import get_experiment  # noqa: E402
 from jaxdyn.experiments.single_neuron import whitened_data  # noqa: E402
 
 try:
-    from ._common import compile_counter, emit, machine_info, peak_rss_tracker, rate_record, timeit
+    from ._common import (
+        compile_counter,
+        emit,
+        machine_info,
+        peak_rss_tracker,
+        print_ratios,
+        rate_record,
+        timeit,
+    )
 except ImportError:  # run as a script: benchmarks/ is on sys.path
-    from _common import compile_counter, emit, machine_info, peak_rss_tracker, rate_record, timeit
+    from _common import (
+        compile_counter,
+        emit,
+        machine_info,
+        peak_rss_tracker,
+        print_ratios,
+        rate_record,
+        timeit,
+    )
 
 BENCH = "sweep"
 TOL = {"float64": 1e-8, "float32": 1e-5}  # default rtol = atol per dtype
@@ -447,13 +463,7 @@ def main(argv=None) -> int:
         )
     if rss is not None:
         print(f"peak RSS growth per point: {rss / N / 1024:.1f} KiB", file=out)
-    for k, v in ratios.items():
-        tgt = (
-            f"  (target >= {TARGETS[k]:g}: {'ok' if meets[k] else 'MISSED'})"
-            if k in TARGETS
-            else ""
-        )
-        print(f"{k:<36}{v:>9.1f}x{tgt}", file=out)
+    print_ratios(ratios, TARGETS, meets, 36, out)
     print(
         f"sweep: worst relative deviation from exact {worst:.2e}; recompiled in timed calls: "
         f"{recs['sweep']['recompiled']}; load avg {os.getloadavg()}",

@@ -94,19 +94,21 @@ def _shard_range(n_points: int, shard: tuple[int, int] | None) -> tuple[int, int
     return min(i * per, n_points), min((i + 1) * per, n_points)
 
 
-def _grid_hash(experiment: Experiment, grid, shard) -> str:
+def _sweep_hash(experiment: Experiment, grid, *extra: str) -> str:
+    """Short hash of the experiment name, the grid and `extra` strings."""
     h = hashlib.sha256()
     h.update(experiment.name.encode())
     for k, v in grid.items():
         h.update(k.encode())
         h.update(np.ascontiguousarray(v).tobytes())
-    h.update(repr(shard).encode())
-    h.update(json.dumps(_jsonable(experiment.attrs), sort_keys=True).encode())
+    for e in extra:
+        h.update(e.encode())
     return h.hexdigest()[:16]
 
 
-def _jsonable(d):
-    return {k: (v if isinstance(v, str | int | float | bool) else repr(v)) for k, v in d.items()}
+def _attr_value(v):
+    """A value NetCDF/Zarr attributes can hold (numbers and strings; anything else as repr)."""
+    return v if isinstance(v, str | int | float) and not isinstance(v, bool) else repr(v)
 
 
 # --------------------------------------------------------------------------------------------
@@ -319,7 +321,9 @@ def sweep(
             raise SweepError(f"cannot write {out_path}: {parent} is not a writable directory")
 
     attrs = _attrs(experiment, grid, shard, n_dev, devs)
-    key = _grid_hash(experiment, grid, shard)
+    # Identifies a resumable store: the grid, the shard and the experiment's settings.
+    settings = json.dumps({k: _attr_value(v) for k, v in experiment.attrs.items()}, sort_keys=True)
+    key = _sweep_hash(experiment, grid, repr(shard), settings)
     attrs["grid_hash"] = key
     attrs["chunk_size"] = chunk
     flat_coords = {k: v[lo:hi] for k, v in points.items()}
@@ -334,7 +338,7 @@ def sweep(
     )
     done = np.zeros(n_chunks, bool)
     buffers = {
-        name: np.full((n_points,) + s.shape[1:], _fill(s.dtype), _np_dtype(s.dtype))
+        name: np.full((n_points,) + s.shape[1:], _fill(s.dtype), np.dtype(s.dtype))
         for name, s in spec.items()
     }
     # `status` is always present: -1 until a point has run (experiments may report their own).
@@ -430,10 +434,6 @@ def _axis_dtype(experiment, name):
     if name in experiment.integer_axes:
         return jnp.int32
     return jnp.result_type(float)
-
-
-def _np_dtype(dtype):
-    return np.dtype(dtype)
 
 
 def _fill(dtype):
@@ -586,13 +586,8 @@ def _attrs(experiment, grid, shard, n_dev, devs) -> dict[str, Any]:
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
     for k, v in experiment.attrs.items():
-        attrs[k] = v if isinstance(v, str | int | float) else repr(v)
-    h = hashlib.sha256()
-    for k, v in grid.items():
-        h.update(k.encode())
-        h.update(np.ascontiguousarray(v).tobytes())
-    h.update(experiment.name.encode())
-    attrs["grid_id"] = h.hexdigest()[:16]
+        attrs[k] = _attr_value(v)
+    attrs["grid_id"] = _sweep_hash(experiment, grid)  # shared by all shards of one sweep
     attrs["grid"] = json.dumps({k: np.asarray(v).tolist() for k, v in grid.items()})
     return attrs
 
