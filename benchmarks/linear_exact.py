@@ -46,7 +46,6 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import jaxdyn as jd  # noqa: E402
-from jaxdyn.experiments.lambda_balanced import match_det_sign, whitened_task  # noqa: E402
 
 try:
     from ._common import emit, machine_info, timeit
@@ -58,7 +57,7 @@ DEV_LIMIT = 1e-6
 
 
 def make_problem(n_lam: int, n_scale: int, n_seed: int, n_t: int, t_max: float, d: int = 4):
-    X, Y, Syx = whitened_task(2 * d, d, d, np.geomspace(2.0, 0.2, d), 0)
+    X, Y, Syx = jd.data.whitened_task(2 * d, d, d, np.geomspace(2.0, 0.2, d), 0)
     lam, scale, seed = (
         g.ravel()
         for g in np.meshgrid(
@@ -73,7 +72,7 @@ def make_problem(n_lam: int, n_scale: int, n_seed: int, n_t: int, t_max: float, 
     def build(lam, scale, seed):
         def one(l, s, k):
             m = jd.init.lambda_balanced(jax.random.key(k), d, d, d, l, s)
-            return match_det_sign(m, jnp.asarray(Syx), jnp.asarray(True))
+            return jd.init.match_det_sign(m, jnp.asarray(Syx), jnp.asarray(True))
 
         return jax.vmap(one)(lam, scale, seed)
 

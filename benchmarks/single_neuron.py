@@ -64,9 +64,7 @@ DEV_LIMIT = 1e-6
 
 def make_problem(n_traj: int, d: int = 2, n: int = 8, seed: int = 0) -> dict:
     """The (δ, η_a/η_w) grid with about `n_traj` points (n_δ × n_ratio, n_ratio = ⌊√n_traj⌋)."""
-    rng = np.random.default_rng(seed)
-    Q, _ = np.linalg.qr(rng.standard_normal((n, d)))
-    X = np.sqrt(n) * Q  # XᵀX/n = I_d
+    X = jd.data.whitened_inputs(n, d, seed, fix_signs=False)  # XᵀX/n = I_d
     beta_star = np.array([1.0, 0.5] + [0.25] * (d - 2))[:d]
     y = X @ beta_star
     n_ratio = max(1, int(np.sqrt(n_traj)))

@@ -55,7 +55,6 @@ from scipy.integrate import solve_ivp  # noqa: E402
 import jaxdyn as jd  # noqa: E402
 from jaxdyn import init as jinit  # noqa: E402
 from jaxdyn.experiments import get_experiment  # noqa: E402
-from jaxdyn.experiments.single_neuron import whitened_data  # noqa: E402
 
 try:
     from ._common import (
@@ -118,7 +117,7 @@ def scipy_problem(exp, pts):
     d, n, angle = int(exp.attrs["d"]), int(exp.attrs["n"]), float(exp.attrs["beta0_angle"])
     beta_star = np.zeros(d)
     beta_star[0] = 1.0
-    X, y = whitened_data(n, d, beta_star)
+    X, y = jd.data.whitened_regression(n, d, beta_star, fix_signs=False)  # as the experiment
     direction = np.zeros(d)
     direction[0], direction[1 % d] = np.cos(angle), np.sin(angle)
     if d == 1:
@@ -318,9 +317,9 @@ def main(argv=None) -> int:
     N = pts["delta"].size
     n_dev = jax.device_count()
     if args.chunk_size is None:
-        from jaxdyn.sweep import _auto_chunk  # the chunk jd.sweep picks itself
+        from jaxdyn._sweep._plan import auto_chunk  # the chunk jd.sweep picks itself
 
-        chunk = _auto_chunk(exp, N, n_dev, MEMORY_BUDGET)
+        chunk = auto_chunk(exp, N, n_dev, MEMORY_BUDGET)
     else:
         chunk = math.ceil(args.chunk_size / n_dev) * n_dev
     m = min(args.loop_subset, N)

@@ -13,7 +13,8 @@ import numpy as np
 
 def is_concrete(*xs) -> bool:
     """True when no leaf of `xs` is a JAX tracer."""
-    return not any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(xs))
+    tracer = jax.core.Tracer  # pyright: ignore[reportAttributeAccessIssue]
+    return not any(isinstance(leaf, tracer) for leaf in jax.tree_util.tree_leaves(xs))
 
 
 def check_data(data, name: str = "data"):

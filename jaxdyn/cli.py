@@ -1,7 +1,10 @@
 """Command line: `jaxdyn list | sweep | plot | merge | info`.
 
 User errors (unknown experiment or axis, malformed range, empty grid, unwritable or existing
-output) print one line `jaxdyn: error: …` and exit with code 2, never a traceback.
+output) print one line `jaxdyn: error: …` and exit with code 2, never a traceback. The checks
+themselves live where the values are used: the engine raises `SweepError` (grid, chunk size,
+shard, output) and the registry `ValueError`/`TypeError` (experiment name, settings); this
+module only parses its arguments and turns those errors into the one line.
 """
 
 from __future__ import annotations
@@ -10,28 +13,76 @@ import ast
 import os
 import sys
 import time
+from typing import Any, NoReturn
 
 import click
 import numpy as np
+from jaxtyping import Float
 
-from .sweep import SweepError
+from ._results import RESULTS, result_index
+from ._sweep import SweepError
 
 EXIT_USAGE = 2
 
+#: Engine argument -> the option that sets it (to name the option in an error message).
+_OPTION_OF = {
+    "chunk_size": "--chunk-size",
+    "shard": "--shard",
+    "out": "--out",
+    "resume": "--resume",
+}
+
 
 class UserError(click.ClickException):
+    """A user error: printed as one line `jaxdyn: error: MESSAGE`, exit code 2.
+
+    **Fields:**
+
+    - `message`: the message.
+    """
+
     exit_code = EXIT_USAGE
 
-    def show(self, file=None):
+    def show(self, file=None) -> None:
+        """Print the one line to stderr.
+
+        **Arguments:**
+
+        - `file`: ignored (always stderr).
+
+        **Returns:** `None`.
+        """
         click.echo(f"jaxdyn: error: {self.format_message()}", err=True)
 
 
-def _fail(msg: str):
+def _fail(msg: str) -> NoReturn:
     raise UserError(msg)
 
 
-def parse_axis_values(name: str, text: str) -> np.ndarray:
-    """`start:stop:num` (inclusive linspace), `log:start:stop:num` (geomspace) or `v1,v2,…`."""
+def _fail_from(e: Exception) -> NoReturn:
+    """A `SweepError` (or another `ValueError`) as the one-line user error, naming the CLI
+    option behind the engine argument at fault."""
+    option = _OPTION_OF.get(getattr(e, "argument", None) or "")
+    _fail(f"{option}: {e}" if option else str(e))
+
+
+def parse_axis_values(name: str, text: str) -> Float[np.ndarray, " n"]:
+    """Parse one `--AXIS=…` value.
+
+    **Arguments:**
+
+    - `name`: the axis name (for messages).
+    - `text`: `start:stop:num` (inclusive linspace), `log:start:stop:num` (geomspace) or
+      `v1,v2,…`.
+
+    **Returns:**
+
+    The values, a 1-D float array.
+
+    **Raises:**
+
+    `UserError` (exit code 2) for a malformed value.
+    """
     text = text.strip()
     if not text:
         _fail(f"--{name} needs values (start:stop:num or v1,v2,…)")
@@ -51,12 +102,15 @@ def parse_axis_values(name: str, text: str) -> np.ndarray:
                     _fail(f"--{name}={text}: log ranges need positive ends")
                 return np.geomspace(start, stop, num)
             return np.linspace(start, stop, num)
-        return np.array([float(v) for v in text.split(",") if v.strip() != ""] or [float("nan")])
+        values = [float(v) for v in text.split(",") if v.strip() != ""]
     except ValueError:
         _fail(
             f"--{name}={text!r} is not a range start:stop:num, log:start:stop:num or a list "
             "v1,v2,…"
         )
+    if not values:
+        _fail(f"--{name}: empty or invalid value list {text!r}")
+    return np.array(values)
 
 
 def _parse_extra(args: list[str]) -> dict[str, np.ndarray]:
@@ -76,14 +130,11 @@ def _parse_extra(args: list[str]) -> dict[str, np.ndarray]:
             name, value = body, args[i + 1]
             i += 2
         name = name.replace("-", "_")
-        values = parse_axis_values(name, value)
-        if np.any(np.isnan(values)):
-            _fail(f"--{name}: empty or invalid value list {value!r}")
-        grid[name] = values
+        grid[name] = parse_axis_values(name, value)
     return grid
 
 
-def _parse_config(items: tuple[str, ...]) -> dict:
+def _parse_config(items: tuple[str, ...]) -> dict[str, Any]:
     config = {}
     for item in items:
         if "=" not in item:
@@ -106,12 +157,36 @@ def _set_dtype(dtype: str):
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="jaxdyn")
-def main():
-    """jaxdyn: exact learning dynamics of neural networks (gradient flow, closed forms, sweeps)."""
+def main() -> None:
+    """jaxdyn: exact learning dynamics of neural networks (gradient flow, closed forms, sweeps).
+
+    \f
+    The `jaxdyn` console script (a `click` group: `list`, `sweep`, `plot`, `merge`, `info`).
+
+    **Arguments:** none (reads `sys.argv`).
+
+    **Returns:** `None`; exits with 0, 2 (user error, one line) or 130 (interrupted).
+
+    Before JAX starts its backend, the command turns off XLA:CPU's concurrency-optimised
+    scheduler (`--xla_cpu_enable_concurrency_optimized_scheduler=false` appended to
+    `XLA_FLAGS`, unless that flag is already set): with it, programs batching the exact
+    λ-balanced solution intermittently deadlock (jax/jaxlib 0.10.2; see the Numerics page).
+    The library itself never touches `XLA_FLAGS`.
+    """
+    _avoid_xla_cpu_deadlock()
+
+
+_XLA_CPU_SCHEDULER_FLAG = "--xla_cpu_enable_concurrency_optimized_scheduler"
+
+
+def _avoid_xla_cpu_deadlock() -> None:
+    flags = os.environ.get("XLA_FLAGS", "")
+    if _XLA_CPU_SCHEDULER_FLAG not in flags:
+        os.environ["XLA_FLAGS"] = f"{flags} {_XLA_CPU_SCHEDULER_FLAG}=false".strip()
 
 
 @main.command("list")
-def list_cmd():
+def _list_cmd():
     """List the built-in experiments and their default axes."""
     from . import experiments
 
@@ -143,14 +218,12 @@ def list_cmd():
 @click.option("--config", "config", multiple=True, help="Experiment setting KEY=VALUE.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 @click.pass_context
-def sweep_cmd(
+def _sweep_cmd(
     ctx, experiment, out, plot_path, chunk_size, resume, force, shard, dtype, config, no_progress
 ):
     """Run EXPERIMENT over a grid: --AXIS=start:stop:num, --AXIS=log:a:b:n or --AXIS=v1,v2,…"""
     from . import experiments
 
-    if experiment not in experiments.names():
-        _fail(f"unknown experiment {experiment!r}; known: {', '.join(experiments.names())}")
     grid = _parse_extra(list(ctx.args))
     shard_t = None
     if shard is not None:
@@ -159,27 +232,23 @@ def sweep_cmd(
         except ValueError:
             _fail(f"--shard {shard!r} must be i/N")
         shard_t = (i, n)
-    if chunk_size is not None and chunk_size < 1:
-        _fail(f"--chunk-size must be ≥ 1, got {chunk_size}")
-    for path in (out, plot_path):
-        if path and os.path.exists(path) and not force and not (resume and path == out):
-            _fail(
-                f"{path} exists; pass --force to overwrite"
-                + (" or --resume to continue" if path == out else "")
-            )
-    if plot_path and not plot_path.lower().endswith(".png"):
-        _fail(f"--plot {plot_path!r} must end in .png")
     if plot_path:
+        if os.path.exists(plot_path) and not force:
+            _fail(f"{plot_path} exists; pass --force to overwrite")
+        if not plot_path.lower().endswith(".png"):
+            _fail(f"--plot {plot_path!r} must end in .png")
         parent = os.path.dirname(os.path.abspath(plot_path))
         if not os.path.isdir(parent) or not os.access(parent, os.W_OK):
             _fail(f"cannot write {plot_path}: {parent} is not a writable directory")
     _set_dtype(dtype)
-    from .sweep import sweep
+    from ._sweep import sweep
 
     try:
         exp = experiments.get_experiment(experiment, **_parse_config(config))
     except TypeError as e:
         _fail(f"--config: {e}")
+    except ValueError as e:  # unknown experiment
+        _fail_from(e)
     t0 = time.perf_counter()
     try:
         ds = sweep(
@@ -193,13 +262,17 @@ def sweep_cmd(
             progress=not no_progress,
         )
     except SweepError as e:
-        _fail(str(e))
+        _fail_from(e)
     except KeyboardInterrupt:
         msg = "interrupted"
         if out and out.rstrip("/").endswith(".zarr"):
             msg += f"; finished chunks are kept in {out} (continue with --resume)"
         elif out:
-            msg += f"; finished points were written to {out} (status -1 marks the rest)"
+            not_run = result_index(RESULTS.not_run)
+            msg += (
+                f"; finished points were written to {out} "
+                f"(status {not_run}, RESULTS.not_run, marks the rest)"
+            )
         click.echo(f"jaxdyn: {msg}", err=True)
         sys.exit(130)
     elapsed = time.perf_counter() - t0
@@ -233,19 +306,19 @@ def sweep_cmd(
 @click.option("--t", "t", type=float, default=None, help="Time to show (default: last).")
 @click.option("--out", "out", default=None, help="PNG path (default: FILE with .png).")
 @click.option("--force", is_flag=True, help="Overwrite an existing PNG.")
-def plot_cmd(file, var, x, y, t, out, force):
+def _plot_cmd(file, var, x, y, t, out, force):
     """Plot a sweep file: the experiment's figure, or a heatmap of --var over two axes."""
     from . import experiments
-    from .sweep import load
+    from ._sweep import load
 
-    if not os.path.exists(file):
-        _fail(f"{file} does not exist")
     out = out or os.path.splitext(file.rstrip("/"))[0] + (f"_{var}" if var else "") + ".png"
     if os.path.exists(out) and not force:
         _fail(f"{out} exists; pass --force to overwrite")
     try:
         ds = load(file)
-    except (SweepError, OSError, ValueError) as e:
+    except SweepError as e:  # missing file, unknown extension
+        _fail_from(e)
+    except (OSError, ValueError) as e:
         _fail(f"cannot read {file}: {e}")
     from .plot import heatmap
 
@@ -267,26 +340,23 @@ def plot_cmd(file, var, x, y, t, out, force):
 @click.argument("out")
 @click.argument("files", nargs=-1, required=True)
 @click.option("--force", is_flag=True, help="Overwrite OUT.")
-def merge_cmd(out, files, force):
+def _merge_cmd(out, files, force):
     """Join shard outputs FILES (from --shard i/N) into OUT (.nc or .zarr)."""
-    from .sweep import merge
+    from ._sweep import merge
 
-    for f in files:
-        if not os.path.exists(f):
-            _fail(f"{f} does not exist")
     try:
         ds = merge(files, out=out, force=force)
     except SweepError as e:
-        _fail(str(e))
+        _fail_from(e)
     click.echo(f"merged {len(files)} shard(s): {int(ds['status'].size)} points -> {out}")
 
 
 @main.command("info")
-def info_cmd():
+def _info_cmd():
     """Versions and devices."""
     import jax
 
-    from . import __version__
+    from ._version import __version__
 
     click.echo(f"jaxdyn {__version__}")
     import diffrax

@@ -1,15 +1,33 @@
-"""Phase diagrams and trajectory-vs-theory plots (matplotlib, Agg backend, PNG files)."""
+"""Phase diagrams and trajectory-vs-theory plots (`jd.plot`: matplotlib, Agg backend, PNG files).
+
+matplotlib is imported lazily, on the first call, so `import jaxdyn` stays light. Axes arguments
+and return values are `matplotlib.axes.Axes`; they are annotated `Any` for that reason.
+"""
 
 from __future__ import annotations
 
+from types import ModuleType
+from typing import Any
+
 import numpy as np
 import xarray as xr
+from jaxtyping import ArrayLike
 
-__all__ = ["heatmap", "trajectory_vs_theory", "pyplot"]
+__all__ = ["heatmap", "pyplot", "trajectory_vs_theory"]
 
 
-def pyplot():
-    """`matplotlib.pyplot` on the non-interactive Agg backend (figures go to files)."""
+def pyplot() -> ModuleType:
+    """`matplotlib.pyplot` on the non-interactive Agg backend (figures go to files).
+
+    Experiments draw their figures through this function so that no experiment needs a display
+    and none sets the backend itself.
+
+    **Arguments:** none.
+
+    **Returns:**
+
+    The `matplotlib.pyplot` module, with the Agg backend selected.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -25,30 +43,51 @@ def heatmap(
     y: str | None = None,
     t: float | None = None,
     path: str | None = None,
-    ax=None,
-):
-    """Heatmap of `var` over grid axes `x` (horizontal) and `y` (vertical).
+    ax: Any = None,
+) -> Any:
+    """Heatmap of a sweep variable over two grid axes.
 
-    Remaining grid axes are fixed at their first value, a time axis `t` at the save time nearest
-    to `t` (default: the last), other trailing dimensions at index 0. With `path`, saves a PNG.
-    Returns the matplotlib Axes.
+    Grid axes other than `x` and `y` are fixed at their first value, the time axis `t` at the save
+    time nearest to `t`, any other trailing dimension at index 0; the title says which values were
+    fixed.
+
+    **Arguments:**
+
+    - `ds`: a sweep Dataset (from `jd.sweep` or `jd.load_sweep`); its `axes` attribute names the
+        grid axes.
+    - `var`: the variable to show (default: `kernel_distance` if present, else the first variable
+        other than `status`).
+    - `x`: the horizontal grid axis (default: the first grid axis).
+    - `y`: the vertical grid axis (default: the next grid axis).
+    - `t`: the time to show (default: the last save time).
+    - `path`: if given (and `ax` is not), the figure is saved there as a PNG and closed.
+    - `ax`: a matplotlib Axes to draw into (default: a new figure).
+
+    **Returns:**
+
+    The matplotlib Axes holding the heatmap.
+
+    **Raises:**
+
+    `ValueError` if `var` is not a variable of `ds`, or `x`/`y` is not one of its axes.
     """
     grid_axes = [a for a in ds.attrs.get("axes", "").split(",") if a in ds.dims]
     if not grid_axes:
-        grid_axes = [d for d in ds.dims if d not in ("t",)]
+        grid_axes = [str(d) for d in ds.dims if d != "t"]
     if var is None:
-        candidates = [v for v in ds.data_vars if v != "status"]
+        candidates = [str(v) for v in ds.data_vars if v != "status"]
         var = "kernel_distance" if "kernel_distance" in candidates else candidates[0]
     if var not in ds.data_vars:
         raise ValueError(f"--var {var!r} is not in the dataset; variables: {list(ds.data_vars)}")
     x = x or (grid_axes[0] if grid_axes else None)
     y = y or next((a for a in grid_axes if a != x), None)
-    for name, a in (("x", x), ("y", y)):
-        if a is None or a not in ds.dims:
-            raise ValueError(f"--{name} {a!r} must be one of the dataset's axes {grid_axes}")
+    if x is None or x not in ds.dims:
+        raise ValueError(f"--x {x!r} must be one of the dataset's axes {grid_axes}")
+    if y is None or y not in ds.dims:
+        raise ValueError(f"--y {y!r} must be one of the dataset's axes {grid_axes}")
     da = ds[var]
-    sel = {}
-    for dim in da.dims:
+    sel: dict[str, int] = {}
+    for dim in map(str, da.dims):
         if dim in (x, y):
             continue
         if dim == "t":
@@ -60,7 +99,7 @@ def heatmap(
     plt = pyplot()
     own = ax is None
     if own:
-        fig, ax = plt.subplots(figsize=(6, 4.5), constrained_layout=True)
+        _, ax = plt.subplots(figsize=(6, 4.5), constrained_layout=True)
     im = ax.pcolormesh(ds[x].values, ds[y].values, da.values, shading="auto", cmap="viridis")
     ax.set_xlabel(x)
     ax.set_ylabel(y)
@@ -75,16 +114,38 @@ def heatmap(
     return ax
 
 
-def trajectory_vs_theory(ts, numeric, exact, labels=None, path=None, title=None):
-    """Overlay numerical curves (solid) and closed-form curves (dotted); `numeric`, `exact` of
-    shape `(T, k)`. Saves a PNG if `path` is given; returns the Axes."""
+def trajectory_vs_theory(
+    ts: ArrayLike,
+    numeric: ArrayLike,
+    exact: ArrayLike,
+    labels: list[str] | tuple[str, ...] | None = None,
+    path: str | None = None,
+    title: str | None = None,
+) -> Any:
+    """Overlay numerical curves (solid) and closed-form curves (dotted black) over time.
+
+    **Arguments:**
+
+    - `ts`: the save times, shape `(T,)`.
+    - `numeric`: the numerical trajectory, shape `(T,)` or `(T, k)` (trailing axes are flattened
+        into `k` curves).
+    - `exact`: the closed-form trajectory, same shape as `numeric`.
+    - `labels`: one legend label per curve (default: `"0"`, `"1"`, …).
+    - `path`: if given, the figure is saved there as a PNG and closed.
+    - `title`: the figure title.
+
+    **Returns:**
+
+    The matplotlib Axes holding the plot.
+    """
     plt = pyplot()
+    ts = np.asarray(ts)
     numeric = np.asarray(numeric).reshape(len(ts), -1)
     exact = np.asarray(exact).reshape(len(ts), -1)
     fig, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)
     for i in range(numeric.shape[1]):
         lab = labels[i] if labels else f"{i}"
-        (line,) = ax.plot(ts, numeric[:, i], lw=2, label=f"{lab} (flow)")
+        ax.plot(ts, numeric[:, i], lw=2, label=f"{lab} (flow)")
         ax.plot(ts, exact[:, i], ls=":", color="k", lw=1.5)
     ax.plot([], [], ls=":", color="k", label="exact")
     ax.set_xlabel("time t")

@@ -6,6 +6,16 @@ import, before any array is created.
 
 from __future__ import annotations
 
+import os
+
+# XLA:CPU's concurrency-optimised scheduler intermittently deadlocks programs that batch the
+# exact λ-balanced solution (jax/jaxlib 0.10.2): the tests run with it off, as the `jaxdyn`
+# command does (set before JAX starts its backend; subprocesses inherit it).
+if "--xla_cpu_enable_concurrency_optimized_scheduler" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (
+        os.environ.get("XLA_FLAGS", "") + " --xla_cpu_enable_concurrency_optimized_scheduler=false"
+    ).strip()
+
 import diffrax
 import equinox as eqx
 import jax
@@ -20,12 +30,9 @@ SEED = 20240606
 
 
 def make_whitened(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
-    """`X (n, d)` with `XᵀX/n = I_d` to rounding (orthonormal QR factor times √n); needs n ≥ d."""
-    if n < d:
-        raise ValueError("whitened data needs n >= d")
-    Q, R = np.linalg.qr(rng.standard_normal((n, d)))
-    Q = Q * np.sign(np.diag(R))[None, :]
-    return np.sqrt(n) * Q
+    """`X (n, d)` with `XᵀX/n = I_d` to rounding, drawn from `rng` (`jd.data.whitened_inputs`);
+    needs n ≥ d."""
+    return jd.data.whitened_inputs(n, d, rng)
 
 
 @pytest.fixture

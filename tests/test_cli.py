@@ -108,3 +108,41 @@ def test_user_errors_exit_2_with_one_line(args, message, tmp_path, monkeypatch):
     assert len(lines) == 1 and lines[0].startswith("jaxdyn: error:"), r.output
     assert message in lines[0]
     assert "Traceback" not in r.output
+
+
+def test_sweep_with_a_list_valued_config(tmp_path):
+    """`--config KEY=[…]` (a list) used to fail with "unhashable type" in the registry cache."""
+    out = tmp_path / "lb.nc"
+    args = [
+        "sweep",
+        "lambda-balanced",
+        "--lam=-1,1",
+        "--scale=0.5",
+        "--config",
+        "sv=[2.0,1.0,0.5,0.25]",
+        "--config",
+        "t_max=2.0",
+        "--config",
+        "n_t=5",
+        "--no-progress",
+        "--out",
+        str(out),
+    ]
+    r = invoke(*args)
+    assert r.exit_code == 0, r.output
+    ds = jd.load_sweep(out)
+    assert ds.attrs["task_singular_values"] == "2,1,0.5,0.25"
+    assert (ds["status"] == 0).all()
+    # The same list again is a cache hit (same Experiment object, no rebuild).
+    from jaxdyn.experiments import get_experiment
+
+    cfg = {"sv": [2.0, 1.0, 0.5, 0.25], "t_max": 2.0, "n_t": 5}
+    assert get_experiment("lambda-balanced", **cfg) is get_experiment("lambda-balanced", **cfg)
+
+
+def test_engine_errors_name_the_cli_option(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    r = invoke("sweep", "single-neuron", *SMALL, "--out", "x.nc", "--resume")
+    assert r.exit_code == 2 and "--resume: resume works with a .zarr output only" in r.output
+    r = invoke("sweep", "single-neuron", *SMALL, "--shard", "99/100")
+    assert r.exit_code == 2 and "--shard:" in r.output and "empty" in r.output

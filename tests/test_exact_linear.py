@@ -14,8 +14,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from scipy.integrate import solve_ivp  # noqa: E402
 
-from jaxdyn._init_linear import lambda_balanced as init_lb  # noqa: E402
-from jaxdyn.exact.linear import (  # noqa: E402
+from jaxdyn.exact import (  # noqa: E402
     LambdaBalancedSolution,
     lambda_balanced,
     lambda_balanced_mode,
@@ -24,6 +23,7 @@ from jaxdyn.exact.linear import (  # noqa: E402
     reversal_time,
     saxe_modes,
 )
+from jaxdyn.init import lambda_balanced as init_lb  # noqa: E402
 
 # ----------------------------------------------------------------------------- helpers
 
@@ -541,3 +541,49 @@ def test_matches_jaxdyn_gradient_flow():
     gi = jnp.einsum("thd,the->tde", traj.model.W1, traj.model.W1)
     assert rel_err(sol.gram_in, gi) < 1e-10
     np.testing.assert_allclose(sol.loss, traj.loss, rtol=1e-10)
+
+
+# ----------------------------------------------------------------------------- result
+
+
+def test_result_successful_and_reported_under_jit_and_vmap():
+    """`LambdaBalancedSolution.result`: successful on valid input; for traced input outside
+    the domain (not whitened, not balanced, NaN) the solution reports `outside_domain`."""
+    import jaxdyn as jd
+
+    d, h, o = 3, 3, 3
+    X, Y = make_task(95, 8, d, o, [1.5, 1.0, 0.7])
+    m = init_lb(jax.random.key(12), d, h, o, 0.8, 0.3)
+    ts = jnp.linspace(0.0, 5.0, 6)
+    sol = lambda_balanced(m.W1, m.W2, X, Y, ts)
+    assert sol.result == jd.RESULTS.successful
+
+    f = jax.jit(lambda W1, W2, X: lambda_balanced(W1, W2, X, Y, ts))
+    assert f(m.W1, m.W2, X).result == jd.RESULTS.successful
+    assert f(m.W1, m.W2, 2 * X).result == jd.RESULTS.outside_domain  # not whitened, traced
+
+    W1s = jnp.stack([m.W1, m.W1.at[0, 0].set(jnp.nan), 1.1 * m.W1, m.W1])
+    W2s = jnp.stack([m.W2] * 4)
+    tss = jnp.stack([ts, ts, ts, ts.at[-1].set(jnp.inf)])
+    g = jax.jit(jax.vmap(lambda W1, W2, t: lambda_balanced(W1, W2, X, Y, t)))
+    sols = g(W1s, W2s, tss)
+    ok, out = jd.result_index(jd.RESULTS.successful), jd.result_index(jd.RESULTS.outside_domain)
+    np.testing.assert_array_equal(jd.status_code(sols.result), [ok, out, out, out])
+    np.testing.assert_allclose(sols.product[0], sol.product, rtol=1e-13, atol=1e-15)
+
+
+def test_whitening_check_is_the_shared_one():
+    import jaxdyn as jd
+
+    d, h, o = 3, 3, 3
+    X, Y = make_task(96, 8, d, o, [1.5, 1.0, 0.7])
+    m = init_lb(jax.random.key(13), d, h, o, 0.8, 0.3)
+    ts = jnp.linspace(0.0, 1.0, 3)
+    tol = jd.data.whitening_tol(np.float64)
+    ok = X.copy()
+    ok[:, 0] *= 1 + 0.2 * tol
+    assert lambda_balanced(m.W1, m.W2, ok, Y, ts).result == jd.RESULTS.successful
+    bad = X.copy()
+    bad[:, 0] *= 1 + 2 * tol
+    with pytest.raises(ValueError, match="`X` is not whitened"):
+        lambda_balanced(m.W1, m.W2, bad, Y, ts)

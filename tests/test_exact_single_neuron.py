@@ -311,3 +311,78 @@ def test_limit_rejects_overdetermined():
     y = rng.standard_normal(6)
     with pytest.raises(ValueError, match="`X`"):
         jd.exact.single_neuron_limit(X, y, 1.0, np.ones(3))
+
+
+# ---------------------------------------------------------------------------------------------
+# The implicit-bias solve reports its result (issue 8: no discarded solver result)
+
+
+def _limit_setup():
+    rng, X, y = _underdetermined()
+    w0 = 0.6 * rng.standard_normal(D_LIM)
+    a0 = np.sqrt(0.5 + w0 @ w0)
+    return X, y, a0, w0
+
+
+def test_limit_reports_success():
+    X, y, a0, w0 = _limit_setup()
+    beta, result = jd.exact.single_neuron_limit(X, y, a0, w0, throw=False)
+    assert result == jd.RESULTS.successful
+    np.testing.assert_array_equal(beta, jd.exact.single_neuron_limit(X, y, a0, w0))
+    assert np.max(np.abs(X @ np.asarray(beta) - y)) < 1e-12
+
+
+def test_limit_reports_failure_under_jit_and_vmap():
+    import equinox as eqx
+    import jax
+    import optimistix as optx
+
+    X, y, a0, w0 = _limit_setup()
+    max_steps_reached = jd.RESULTS.promote(optx.RESULTS.nonlinear_max_steps_reached)
+    # too few Newton steps: not converged, reported instead of returned as if valid
+    _, result = jd.exact.single_neuron_limit(X, y, a0, w0, max_steps=1, throw=False)
+    assert result == max_steps_reached
+
+    @jax.jit
+    def limit(a):
+        return jd.exact.single_neuron_limit(X, y, a, w0, max_steps=1, throw=False)
+
+    _, result = limit(jnp.asarray(a0))
+    assert result == max_steps_reached
+
+    # a0 = 0 (a saddle) cannot be refused eagerly under jit: it is reported per member
+    batched = jax.jit(jax.vmap(lambda a: jd.exact.single_neuron_limit(X, y, a, w0, throw=False)))
+    betas, results = batched(jnp.array([a0, 0.0, -a0]))
+    np.testing.assert_array_equal(
+        jd.status_code(results),
+        [jd.result_index(r) for r in (jd.RESULTS.successful, jd.RESULTS.outside_domain)]
+        + [jd.result_index(jd.RESULTS.successful)],
+    )
+    assert np.max(np.abs(X @ np.asarray(betas[0]) - y)) < 1e-12
+
+    # throw=True (the default): the failure raises at run time, under jit and under vmap
+    with pytest.raises(RuntimeError, match="implicit-bias solve failed"):
+        eqx.filter_jit(lambda a: jd.exact.single_neuron_limit(X, y, a, w0))(jnp.asarray(0.0))
+    with pytest.raises(RuntimeError):
+        jax.jit(jax.vmap(lambda a: jd.exact.single_neuron_limit(X, y, a, w0)))(
+            jnp.array([a0, 0.0])
+        )
+    with pytest.raises(RuntimeError, match="implicit-bias solve failed"):
+        jd.exact.single_neuron_limit(X, y, a0, w0, max_steps=1)
+
+
+def test_whitening_check_is_the_shared_one():
+    # the tolerance is jd.data.whitening_tol (10√ε): a deviation well below it is accepted,
+    # one above it refused, by the same check (and message) as every other closed form
+    rng = np.random.default_rng(5)
+    X = make_whitened(rng, 12, 3)
+    y = rng.standard_normal(12)
+    ts = np.linspace(0, 1, 3)
+    tol = jd.data.whitening_tol(np.float64)
+    ok = X.copy()
+    ok[:, 0] *= 1 + 0.2 * tol  # max |XᵀX/n − I| ≈ 0.4 tol
+    jd.exact.single_neuron(ok, y, 1.0, np.ones(3), ts)
+    bad = X.copy()
+    bad[:, 0] *= 1 + 2 * tol
+    with pytest.raises(ValueError, match="`X` is not whitened"):
+        jd.exact.single_neuron(bad, y, 1.0, np.ones(3), ts)

@@ -13,7 +13,8 @@ from click.testing import CliRunner
 import jaxdyn as jd
 from jaxdyn.cli import main
 from jaxdyn.experiments import get_experiment
-from jaxdyn.experiments.lambda_balanced import STATUS_INADMISSIBLE, kernel_distance_grams
+
+STATUS_INADMISSIBLE = jd.result_index(jd.RESULTS.inadmissible_init)
 
 LB_CONFIG = dict(t_max=30.0, n_t=61)
 LB_GRID = {
@@ -61,14 +62,14 @@ def test_lambda_balanced_lazy_limit(lb):
 def test_kernel_distance_grams_matches_empirical_ntk():
     import jax
 
-    from jaxdyn.experiments.lambda_balanced import whitened_task
-
-    X, Y, _ = whitened_task(8, 4, 3, [2.0, 1.0, 0.5], 1)
+    X, Y, _ = jd.data.whitened_task(8, 4, 3, [2.0, 1.0, 0.5], 1)
     m = jd.init.lambda_balanced(jax.random.key(3), 4, 3, 3, 1.5, 0.1)
     sol = jd.exact.lambda_balanced(m.W1, m.W2, X, Y, np.array([0.0, 0.5, 3.0]))
     K = jd.exact.ntk_from_solution(sol, X)
     ref = jd.metrics.kernel_distance(K[0], K)
-    np.testing.assert_allclose(kernel_distance_grams(sol.gram_in, sol.gram_out), ref, atol=1e-13)
+    np.testing.assert_allclose(
+        jd.metrics.kernel_distance_grams(sol.gram_in, sol.gram_out), ref, atol=1e-13
+    )
 
 
 def test_masked_width_follows_unpadded_net(lb, jit_flow):
@@ -76,13 +77,11 @@ def test_masked_width_follows_unpadded_net(lb, jit_flow):
     import jax
     import jax.numpy as jnp
 
-    from jaxdyn.experiments.lambda_balanced import init_at_width, whitened_task
-
     exp, ds = lb
     d, o, n = 4, 4, 8
-    X, Y, _ = whitened_task(n, d, o, np.geomspace(2.0, 0.2, 4), 0)
+    X, Y, _ = jd.data.whitened_task(n, d, o, np.geomspace(2.0, 0.2, 4), 0)
     lam, width = 2.0, 2
-    big = init_at_width(
+    big = jd.init.lambda_balanced_at_width(
         jax.random.key(0), jnp.asarray(lam), jnp.asarray(0.01), width, d=d, o=o, max_width=6
     )
     assert float(jnp.abs(big.W1[width:]).max()) == 0.0

@@ -301,7 +301,7 @@ def test_gradient_descent_save_every_and_optax():
     opt = optax.adam(1e-2)
     params, static = eqx.partition(model, eqx.is_inexact_array)
     state = opt.init(params)
-    loss = lambda p: jd.flow.mse_loss(eqx.combine(p, static), (X, y))
+    loss = lambda p: jd.mse_loss(eqx.combine(p, static), (X, y))
     for _ in range(30):
         updates, state = opt.update(jax.grad(loss)(params), state, params)
         params = optax.apply_updates(params, updates)
@@ -498,7 +498,7 @@ def test_stiff_flow_reports_max_steps():
     traj = jd.gradient_flow(model, (X, y), ts, lr=1e9, max_steps=1000)
     elapsed = time.perf_counter() - start
     assert traj.result == jd.RESULTS.max_steps_reached
-    assert int(traj.status) == 2
+    assert int(traj.status) == jd.result_index(jd.RESULTS.max_steps_reached)
     assert int(traj.stats["num_steps"]) == 1000
     assert elapsed < 60
     _check_nan_after_failure(traj, ts)
@@ -512,7 +512,7 @@ def test_stiff_flow_keeps_saves_before_failure():
     model = jd.SingleNeuron(jnp.asarray(0.6), jnp.asarray(0.5 * rng.standard_normal(3)))
     ts = jnp.array([0.0, 1e-11, 1e-10, 1e-6, 1.0, 2.0])
     traj = jd.gradient_flow(model, (X, y), ts, lr=1e9, max_steps=1000, dt0=1e-12)
-    assert int(traj.status) == 2
+    assert int(traj.status) == jd.result_index(jd.RESULTS.max_steps_reached)
     first_bad = _check_nan_after_failure(traj, ts)
     assert first_bad == 4
     ok = jd.gradient_flow(model, (X, y), ts[:first_bad], lr=1e9, dt0=1e-12)
@@ -540,16 +540,16 @@ def test_stop_at_loss_event():
     model = jd.init.single_neuron(jnp.array([0.05, 0.1, 0.02]), 0.3, 0.7, 1.3)
     lr = jd.SingleNeuron(a=0.7, w=1.3)
     ts = jnp.linspace(0.0, 50.0, 51)
-    L0 = float(jd.flow.mse_loss(model, (X, y)))
+    L0 = float(jd.mse_loss(model, (X, y)))
     threshold = 1e-2 * L0
     traj = jd.gradient_flow(model, (X, y), ts, lr=lr, stop_at_loss=threshold, **TIGHT)
     assert traj.result == jd.RESULTS.event_occurred
-    assert int(traj.status) == 1
+    assert int(traj.status) == jd.result_index(jd.RESULTS.event_occurred)
     t_hit = float(traj.stats["t_final"])
     assert 0 < t_hit < 50
     # the exact solution at the reported hitting time sits on the threshold
     a_ex, w_ex = jd.exact.single_neuron(X, y, model.a, model.w, jnp.array([0.0, t_hit]), *ETA)
-    L_hit = float(jd.flow.mse_loss(jd.SingleNeuron(a_ex[1], w_ex[1]), (X, y)))
+    L_hit = float(jd.mse_loss(jd.SingleNeuron(a_ex[1], w_ex[1]), (X, y)))
     assert L_hit == pytest.approx(threshold, rel=1e-8)
     loss = np.asarray(traj.loss)
     before = np.asarray(ts) < t_hit
@@ -595,7 +595,7 @@ def test_duplicated_samples_same_trajectory_and_mse(kind):
     np.testing.assert_allclose(t1.loss, t2.loss, rtol=1e-10)
     assert t1.loss[-1] < 0.9 * t1.loss[0]
     # `loss` is the direct MSE (1/2n) Σ ‖f(x_i) − y_i‖² along the whole trajectory
-    direct = jax.vmap(lambda m: jd.flow.mse_loss(m, (X, Y)))(t1.model)
+    direct = jax.vmap(lambda m: jd.mse_loss(m, (X, Y)))(t1.model)
     scale = float(np.mean(np.asarray(Y) ** 2))
     np.testing.assert_allclose(t1.loss, direct, rtol=1e-10, atol=1e-14 * scale)
     by_hand = [
@@ -630,3 +630,148 @@ def test_trajectory_fields():
     assert int(traj.status) == 0
     np.testing.assert_array_equal(traj.final_model.w, traj.model.w[-1])
     np.testing.assert_array_equal(traj.model.w[0], _sn().w)
+
+
+# ---------------------------------------------------------------------------------------------
+# Batch modes, tolerances with a custom controller, solver attrs, the result vocabulary
+
+
+def test_batch_modes_agree_and_vmap_keeps_own_results():
+    rng, X, y = _gaussian_data(11, 12, 3)
+    ts = jnp.linspace(0.0, 4.0, 9)
+    deltas = jnp.array([-1.5, 0.0, 2.0])
+    models = jax.vmap(lambda dl: jd.init.single_neuron(BETA0, dl))(deltas)
+    lr_b = jd.SingleNeuron(a=jnp.array([0.5, 1.0, 2.0]), w=jnp.array([1.0, 1.0, 0.5]))
+    st = jd.gradient_flow(models, (X, y), ts, lr=lr_b, batch="stacked", **TIGHT)
+    st_true = jd.gradient_flow(models, (X, y), ts, lr=lr_b, batch=True, **TIGHT)
+    vm = jd.gradient_flow(models, (X, y), ts, lr=lr_b, batch="vmap", **TIGHT)
+    auto = jd.gradient_flow(models, (X, y), ts, lr=lr_b, batch="auto", **TIGHT)
+    assert np.array_equal(np.asarray(st.model.w), np.asarray(st_true.model.w))
+    assert vm.model.w.shape == st.model.w.shape == (3, 9, 3)
+    assert vm.status.shape == (3,) and np.all(np.asarray(vm.status) == 0)
+    assert rel_err(vm.model.w, st.model.w) <= 1e-9
+    assert rel_err(vm.loss, st.loss) <= 1e-9
+    # CPU: "auto" is the stacked solve, bit for bit
+    assert jd.resolve_batch("auto") == "stacked"
+    assert np.array_equal(np.asarray(auto.model.w), np.asarray(st.model.w))
+    # scalar lr under vmap is shared by every member
+    vm1 = jd.gradient_flow(models, (X, y), ts, lr=0.5, batch="vmap", **TIGHT)
+    st1 = jd.gradient_flow(models, (X, y), ts, lr=0.5, batch="stacked", **TIGHT)
+    assert rel_err(vm1.model.a, st1.model.a) <= 1e-9
+    # per-member adaptive steps under vmap: step counts may differ between members
+    assert vm.stats["num_steps"].shape == (3,)
+
+
+def test_vmap_mode_reports_each_members_failure():
+    rng, X, y = _gaussian_data(12, 12, 3)
+    ts = jnp.linspace(0.0, 10.0, 3)
+    models = jax.vmap(lambda dl: jd.init.single_neuron(BETA0, dl))(jnp.array([0.0, 0.0]))
+    lr_b = jd.SingleNeuron(a=jnp.array([1.0, 1e7]), w=jnp.array([1.0, 1e7]))
+    vm = jd.gradient_flow(models, (X, y), ts, lr=lr_b, batch="vmap", max_steps=200)
+    status = np.asarray(vm.status)
+    assert status[0] == 0
+    assert status[1] == jd.result_index(jd.RESULTS.max_steps_reached)
+    assert np.all(np.isfinite(np.asarray(vm.model.w[0])))
+
+
+def test_batch_mode_errors():
+    rng, X, y = _gaussian_data(13, 6, 2)
+    model = jd.init.single_neuron(jnp.array([0.1, 0.2]), 0.0)
+    ts = jnp.array([0.0, 1.0])
+    with pytest.raises(ValueError, match="`batch`"):
+        jd.gradient_flow(model, (X, y), ts, batch="sideways")
+    with pytest.raises(ValueError, match="`batch`"):
+        jd.resolve_batch("stack")
+    assert jd.resolve_batch(False) is None and jd.resolve_batch(True) == "stacked"
+    assert jd.resolve_batch("vmap") == "vmap"
+
+
+def test_tolerances_with_a_custom_controller_are_refused():
+    rng, X, y = _gaussian_data(14, 6, 2)
+    model = jd.init.single_neuron(jnp.array([0.1, 0.2]), 0.0)
+    ts = jnp.array([0.0, 1.0])
+    ctrl = diffrax.PIDController(rtol=1e-6, atol=1e-6)
+    for kw in ({"rtol": 1e-10}, {"atol": 1e-10}, {"rtol": 1e-10, "atol": 1e-10}):
+        with pytest.raises(ValueError, match="stepsize_controller"):
+            jd.gradient_flow(model, (X, y), ts, stepsize_controller=ctrl, **kw)
+    # the controller's own tolerances are used: same result as the default controller with them
+    a = jd.gradient_flow(model, (X, y), ts, stepsize_controller=ctrl)
+    b = jd.gradient_flow(
+        model,
+        (X, y),
+        ts,
+        stepsize_controller=diffrax.PIDController(rtol=1e-6, atol=1e-6),
+    )
+    assert np.array_equal(np.asarray(a.model.w), np.asarray(b.model.w))
+    # defaults are 1e-8 each: None and the explicit value give the same solve
+    c = jd.gradient_flow(model, (X, y), ts)
+    d = jd.gradient_flow(model, (X, y), ts, rtol=1e-8, atol=1e-8)
+    assert np.array_equal(np.asarray(c.model.w), np.asarray(d.model.w))
+
+
+@pytest.mark.parametrize("name", ["rtol", "atol"])
+@pytest.mark.parametrize("value", [-1.0, 0.0, float("nan"), float("inf")])
+def test_bad_tolerances_raise(name, value):
+    rng, X, y = _gaussian_data(15, 6, 2)
+    model = jd.init.single_neuron(jnp.array([0.1, 0.2]), 0.0)
+    with pytest.raises(ValueError, match=f"`{name}`"):
+        jd.gradient_flow(model, (X, y), jnp.array([0.0, 1.0]), **{name: value})
+
+
+def test_describe_solver_from_objects():
+    import optimistix as optx
+
+    attrs = jd.describe_solver(diffrax.Dopri8(), rtol=1e-10, atol=1e-12, batch="auto")
+    assert attrs == {
+        "solver": "diffrax.Dopri8 + PIDController(max norm)",
+        "rtol": 1e-10,
+        "atol": 1e-12,
+        "mode": "stacked",
+    }
+    ctrl = diffrax.PIDController(
+        rtol=1e-6, atol=1e-7, dtmin=0.01, force_dtmin=True, norm=optx.max_norm
+    )
+    attrs = jd.describe_solver(diffrax.Tsit5(), ctrl)
+    assert attrs == {
+        "solver": "diffrax.Tsit5 + PIDController(max norm, dtmin forced)",
+        "rtol": 1e-6,
+        "atol": 1e-7,
+    }
+    assert jd.describe_solver()["solver"] == "diffrax.Tsit5 + PIDController(max norm)"
+    assert jd.describe_solver(diffrax.Euler(), diffrax.ConstantStepSize())["solver"] == (
+        "diffrax.Euler + ConstantStepSize"
+    )
+
+
+def test_results_vocabulary():
+    # jaxdyn's RESULTS extends Diffrax's: inherited items keep their indices, new ones follow
+    n_diffrax = len(diffrax.RESULTS._name_to_item)
+    assert jd.result_index(jd.RESULTS.successful) == 0
+    assert jd.result_index(diffrax.RESULTS.max_steps_reached) == jd.result_index(
+        jd.RESULTS.max_steps_reached
+    )
+    assert jd.result_index(jd.RESULTS.not_run) == n_diffrax
+    meaning = jd.status_meaning()
+    for name in ("successful", "max_steps_reached", "nonfinite", "event_occurred", "not_run"):
+        assert f"{jd.result_index(getattr(jd.RESULTS, name))} {name}" in meaning
+    # a trajectory's result is a jaxdyn RESULTS item, and status is its index (also under vmap)
+    rng, X, y = _gaussian_data(16, 6, 2)
+    model = jd.init.single_neuron(jnp.array([0.1, 0.2]), 0.0)
+    tr = jd.gradient_flow(model, (X, y), jnp.array([0.0, 1.0]))
+    assert tr.result == jd.RESULTS.successful
+    assert int(tr.status) == 0 and tr.status.dtype == jnp.int8
+    codes = jax.vmap(
+        lambda p: jd.status_code(jd.RESULTS.where(p, jd.RESULTS.not_run, jd.RESULTS.successful))
+    )(jnp.array([True, False]))
+    assert codes.tolist() == [jd.result_index(jd.RESULTS.not_run), 0]
+
+
+@pytest.mark.parametrize("lr", [float("nan"), float("inf"), -0.5])
+def test_nonfinite_or_negative_lr_is_refused(lr):
+    rng, X, y = _gaussian_data(17, 6, 2)
+    model = jd.init.single_neuron(jnp.array([0.1, 0.2]), 0.0)
+    ts = jnp.array([0.0, 1.0])
+    with pytest.raises(ValueError, match="`lr`"):
+        jd.gradient_flow(model, (X, y), ts, lr=lr)
+    with pytest.raises(ValueError, match="`lr`"):
+        jd.gradient_flow(model, (X, y), ts, lr=jd.SingleNeuron(a=1.0, w=jnp.array([1.0, lr])))

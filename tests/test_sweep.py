@@ -15,8 +15,8 @@ import pytest
 import xarray as xr
 
 import jaxdyn as jd
+from jaxdyn import SweepError
 from jaxdyn.experiments import get_experiment
-from jaxdyn.sweep import SweepError
 
 jax.config.update("jax_enable_x64", True)
 
@@ -106,8 +106,10 @@ def test_status_marks_failed_points():
     exp = jd.sweep_function(fn, {"lr": [0.5, 1e7]}, dims={"loss": ("t",)})
     ds = jd.sweep(exp, None, progress=False)
     assert ds["status"].sel(lr=0.5) == 0
-    assert ds["status"].sel(lr=1e7) == 2  # max_steps, not silently NaN
-    assert ds["status"].attrs["meaning"].startswith("-1 not run")
+    max_steps = jd.result_index(jd.RESULTS.max_steps_reached)
+    assert ds["status"].sel(lr=1e7) == max_steps  # max_steps, not silently NaN
+    meaning = jd.status_meaning()
+    assert ds["status"].attrs["meaning"] == meaning and "14 not_run" in meaning
 
 
 def test_bad_grids():
@@ -128,7 +130,7 @@ def test_nc_output_not_overwritten_and_interrupt_keeps_chunks(tmp_path):
     partial = jd.sweep(exp, SMALL, progress=False, chunk_size=4, out=out, max_chunks=2)
     assert "point" in partial.dims and int(partial.attrs["complete"]) == 0
     st = partial["status"].values
-    assert (st[:8] == 0).all() and (st[8:] == -1).all()
+    assert (st[:8] == 0).all() and (st[8:] == jd.result_index(jd.RESULTS.not_run)).all()
     assert np.isnan(partial["loss"].values[8:]).all()
     with pytest.raises(SweepError, match="exists"):
         jd.sweep(exp, SMALL, progress=False, out=out)
@@ -143,7 +145,8 @@ def test_zarr_resume_in_process(tmp_path):
     ref = jd.sweep(exp, SMALL, progress=False, chunk_size=4)
     jd.sweep(exp, SMALL, progress=False, chunk_size=4, out=store, max_chunks=2)
     part = jd.load_sweep(store)
-    assert "point" in part.dims and (part["status"].values == -1).sum() == 5
+    not_run = jd.result_index(jd.RESULTS.not_run)
+    assert "point" in part.dims and (part["status"].values == not_run).sum() == 5
     with pytest.raises(SweepError, match="exists"):
         jd.sweep(exp, SMALL, progress=False, chunk_size=4, out=store)
     with pytest.raises(SweepError, match="different sweep"):
@@ -355,3 +358,30 @@ def test_plain_function_sweep_reuses_its_program():
     assert len(traces) == 1
     with pytest.raises(SweepError, match="needs a grid"):
         jd.sweep(fn, None, progress=False)
+
+
+def test_nc_output_written_on_interrupt(tmp_path, monkeypatch):
+    """Ctrl-C mid-sweep: the NetCDF sink writes the finished points, `not_run` for the rest."""
+    from jaxdyn._sweep import _engine
+
+    exp = small_experiment()
+    out = tmp_path / "i.nc"
+    real, calls = _engine._to_host, []
+
+    spec = {k: jax.ShapeDtypeStruct((4,), jnp.float64) for k in exp.axes}
+    n_vars = len(exp.jitted.eval_shape(spec))  # `_to_host` calls per chunk
+
+    def to_host(x):
+        calls.append(1)
+        if len(calls) > n_vars:  # the second chunk
+            raise KeyboardInterrupt
+        return real(x)
+
+    monkeypatch.setattr(_engine, "_to_host", to_host)
+    with pytest.raises(KeyboardInterrupt):
+        jd.sweep(exp, SMALL, progress=False, chunk_size=4, out=out)
+    part = jd.load_sweep(out)
+    assert "point" in part.dims and int(part.attrs["complete"]) == 0
+    st = part["status"].values
+    assert (st[:4] == 0).all() and (st[4:] == jd.result_index(jd.RESULTS.not_run)).all()
+    assert np.isnan(part["loss"].values[4:]).all() and np.isfinite(part["loss"].values[:4]).all()

@@ -1,6 +1,7 @@
 """Closed-form learning trajectories (`jd.exact`), one module per paper family."""
 
-from .linear import (
+from ..metrics._metrics import imbalance as imbalance  # δ lives once, in jd.metrics
+from ._linear import (
     LambdaBalancedSolution as LambdaBalancedSolution,
     lambda_balanced as lambda_balanced,
     lambda_balanced_mode as lambda_balanced_mode,
@@ -9,10 +10,10 @@ from .linear import (
     reversal_time as reversal_time,
     saxe_modes as saxe_modes,
 )
-from .single_neuron import (
-    imbalance as imbalance,
+from ._single_neuron import (
     single_neuron as single_neuron,
     single_neuron_beta as single_neuron_beta,
+    single_neuron_from_target as single_neuron_from_target,
     single_neuron_limit as single_neuron_limit,
     whitened_target as whitened_target,
 )

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import functools
 import importlib
 from collections.abc import Callable
+from typing import Any
 
-from .base import Experiment as Experiment
+from .._sweep import Experiment as Experiment, freeze, memo, set_name_resolver
 
 #: name -> (module, one-line description). Modules are imported lazily.
 _REGISTRY: dict[str, tuple[str, str]] = {
@@ -43,16 +43,39 @@ _REGISTRY: dict[str, tuple[str, str]] = {
 
 
 def register(name: str, module: str, description: str) -> None:
-    """Add an experiment module (exposing `make(**config) -> Experiment`) to the registry."""
+    """Add an experiment module (exposing `make(**config) -> Experiment`) to the registry.
+
+    **Arguments:**
+
+    - `name`: the registry name (`jaxdyn sweep NAME`).
+    - `module`: a module of `jaxdyn.experiments` (`"single_neuron"`) or a dotted absolute
+      module path (`"mypkg.my_experiment"`).
+    - `description`: one line for `jaxdyn list`.
+
+    **Returns:** `None`.
+    """
     _REGISTRY[name] = (module, description)
 
 
 def names() -> list[str]:
-    """Registered experiment names."""
+    """Registered experiment names.
+
+    **Returns:** the names, sorted.
+    """
     return sorted(_REGISTRY)
 
 
 def describe(name: str) -> str:
+    """The one-line description of experiment `name`.
+
+    **Arguments:**
+
+    - `name`: a registered name.
+
+    **Returns:** the description.
+
+    **Raises:** `ValueError` for an unknown name.
+    """
     return _REGISTRY[_check(name)][1]
 
 
@@ -63,6 +86,16 @@ def _check(name: str) -> str:
 
 
 def factory(name: str) -> Callable[..., Experiment]:
+    """The `make(**config) -> Experiment` function of experiment `name` (imports its module).
+
+    **Arguments:**
+
+    - `name`: a registered name.
+
+    **Returns:** the module's `make`.
+
+    **Raises:** `ValueError` for an unknown name.
+    """
     module, _ = _REGISTRY[_check(name)]
     mod = (
         importlib.import_module(f".{module}", __name__)
@@ -72,8 +105,25 @@ def factory(name: str) -> Callable[..., Experiment]:
     return mod.make
 
 
-@functools.cache
-def get_experiment(name: str, **config) -> Experiment:
-    """The experiment `name` built with `config` (cached, so repeated sweeps reuse the
-    compiled program)."""
-    return factory(name)(**config)
+def get_experiment(name: str, **config: Any) -> Experiment:
+    """The experiment `name` built with `config`, cached (the sweep engine's compile cache,
+    `jaxdyn._sweep.memo`, keyed by the experiment's `make` and the config), so repeated
+    sweeps reuse the compiled program.
+
+    Config values may be lists or dicts (`--config sv=[2.0,1.0]`): the cache key is made
+    hashable with `freeze` (lists as tuples, …) while `make` receives the values as given.
+
+    **Arguments:**
+
+    - `name`: a registered name (see `names()`).
+    - `config`: keyword settings of the experiment's `make`.
+
+    **Returns:** the `Experiment`.
+
+    **Raises:** `ValueError` for an unknown name; `TypeError` for an unknown setting.
+    """
+    make = factory(name)
+    return memo(make, ("experiment", freeze(config)), lambda: make(**config))
+
+
+set_name_resolver(get_experiment)

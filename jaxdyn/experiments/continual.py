@@ -22,49 +22,16 @@ of a saddle (notes §2.4) and it would never converge.
 
 from __future__ import annotations
 
+import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .. import init as jinit
-from ..models import TwoLayerLinear
-from ..plot import pyplot
-from .base import Experiment, resolve_mode
-from .lambda_balanced import (
-    MAX_CHUNK_PER_DEVICE,
-    balance_drift,
-    batched_flow,
-    exact_batched,
-    haar,
-    match_det_sign,
-    rel_dev,
-    whitened_inputs,
-)
+import jaxdyn as jd
 
-__all__ = ["make", "task_sequence", "weights_from_qqt"]
-
-
-def task_sequence(d: int, sv, n_tasks: int, seed: int = 0) -> np.ndarray:
-    """`(n_tasks, d, d)` square task correlations U_k diag(sv) V_kᵀ with det > 0."""
-    rng = np.random.default_rng(seed + 100)
-    out = []
-    for _ in range(n_tasks):
-        U, V = haar(rng, d), haar(rng, d)
-        if np.linalg.det(U @ V.T) < 0:
-            U[:, -1] *= -1
-        out.append(U @ np.diag(sv) @ V.T)
-    return np.stack(out)
-
-
-def weights_from_qqt(gram_in, product, gram_out, h: int) -> TwoLayerLinear:
-    """Weights (up to a hidden rotation) from QQᵀ = [[W1ᵀW1, (W2W1)ᵀ], [W2W1, W2W2ᵀ]]:
-    Q = V√Λ from the top-`h` eigenpairs; QQᵀ, hence the whole future trajectory and the
-    λ-balance, is preserved (Dominé et al. 2024, Theorem 4.3 depends on Q0 only via Q0Q0ᵀ)."""
-    d = gram_in.shape[-1]
-    P = jnp.block([[gram_in, product.T], [product, gram_out]])
-    ev, evec = jnp.linalg.eigh(0.5 * (P + P.T))
-    Q = evec[:, -h:] * jnp.sqrt(jnp.maximum(ev[-h:], 0.0))[None, :]
-    return TwoLayerLinear(Q[:d].T, Q[d:])
+#: Largest sweep chunk per device: the batched exact solve `jd.exact.lambda_balanced` can
+#: deadlock XLA:CPU for ≳ 256 nets per program (see the `lambda-balanced` experiment).
+MAX_CHUNK_PER_DEVICE = 128
 
 
 def make(
@@ -79,22 +46,32 @@ def make(
     atol: float = 1e-12,
     data_seed: int = 0,
     mode: str = "auto",
-) -> Experiment:
+) -> jd.Experiment:
     """Axes: `lam`, `scale` (initial product size), `seed` (init). Config: square width `d`,
     `n` samples, `n_tasks`, task singular values `sv`, `t_task` (training time per task),
-    `n_t` (save times per task), `rtol`, `atol`, `data_seed`, `mode`."""
-    mode = resolve_mode(mode)
+    `n_t` (save times per task), `rtol`, `atol`, `data_seed`, `mode`.
+
+    **Arguments:**
+
+    The keyword-only configuration described above (on the command line:
+    `jaxdyn sweep NAME --config KEY=VALUE`).
+
+    **Returns:**
+
+    The `jd.Experiment`; its `axes` are the default grid.
+    """
     sv = np.asarray(sv, float)
     if sv.shape != (d,):
         raise ValueError(f"`sv` must have d = {d} values, got shape {sv.shape}.")
-    X_np = whitened_inputs(n, d, data_seed)
-    S_np = task_sequence(d, sv, n_tasks, data_seed)
+    X_np = jd.data.whitened_inputs(n, d, data_seed)
+    S_np = jd.data.task_sequence(d, sv, n_tasks, data_seed)
     Ys_np = np.einsum("nd,kod->kno", X_np, S_np)
     ts_np = np.linspace(0.0, t_task, n_t)
     t_all = np.concatenate([k * t_task + ts_np for k in range(n_tasks)])
     diff = S_np[None, :, :, :] - S_np[:, None, :, :]
     F_th = 0.5 * np.sum(diff**2, axis=(2, 3))  # [i, k] = ½‖Σ_k − Σ_i‖²
     F_th = np.where(np.arange(n_tasks)[None, :] > np.arange(n_tasks)[:, None], F_th, np.nan)
+    solver = diffrax.Dopri8()
 
     def run(points):
         dtype = jnp.result_type(float)
@@ -106,16 +83,25 @@ def make(
         scale = points["scale"].astype(dtype)
 
         def build(lam, scale, seed):
-            m = jinit.lambda_balanced(jax.random.key(seed), d, d, d, lam, scale)
-            return match_det_sign(m, S[0], jnp.asarray(True))
+            m = jd.init.lambda_balanced(jax.random.key(seed), d, d, d, lam, scale)
+            return jd.init.match_det_sign(m, S[0], jnp.asarray(True))
 
         models = jax.vmap(build)(lam, scale, points["seed"])
 
         def segment(carry, Y):
             m_flow, m_ex = carry
-            traj = batched_flow(m_flow, X, Y, ts, rtol=rtol, atol=atol, mode=mode)
-            ex = exact_batched(m_ex, X, Y, ts)
-            end_ex = jax.vmap(weights_from_qqt, in_axes=(0, 0, 0, None))(
+            traj = jd.gradient_flow(
+                m_flow,
+                (X, Y),
+                ts,
+                solver=solver,
+                rtol=rtol,
+                atol=atol,
+                max_steps=200_000,
+                batch=mode,
+            )
+            ex = jax.vmap(lambda m: jd.exact.lambda_balanced(m.W1, m.W2, X, Y, ts))(m_ex)
+            end_ex = jax.vmap(jd.init.weights_from_qqt, in_axes=(0, 0, 0, None))(
                 ex.gram_in[:, -1], ex.product[:, -1], ex.gram_out[:, -1], d
             )
             end_flow = jax.tree.map(lambda a: a[:, -1], traj.model)
@@ -129,9 +115,10 @@ def make(
         prod = W2 @ W1
         gin = jnp.swapaxes(W1, -1, -2) @ W1
         gout = W2 @ jnp.swapaxes(W2, -1, -2)
+        rel = jd.metrics.relative_deviation
         dev = jnp.maximum(
-            rel_dev(prod, p_ex, (1, 2, 3)),
-            jnp.maximum(rel_dev(gin, gi_ex, (1, 2, 3)), rel_dev(gout, go_ex, (1, 2, 3))),
+            rel(prod, p_ex, (1, 2, 3)),
+            jnp.maximum(rel(gin, gi_ex, (1, 2, 3)), rel(gout, go_ex, (1, 2, 3))),
         )
         L = 0.5 * jnp.sum((prod[:, :, None] - S[None, None]) ** 2, axis=(-2, -1))  # (B, KT, K)
         L_ex = 0.5 * jnp.sum((p_ex[:, :, None] - S[None, None]) ** 2, axis=(-2, -1))
@@ -150,11 +137,11 @@ def make(
             "forgetting_theory": jnp.broadcast_to(jnp.asarray(F_th, dtype), F.shape),
             "final_residual": jnp.sqrt(own * 2),
             "exact_deviation": dev,
-            "balance_drift": balance_drift(W1, W2, lam, live),
+            "balance_drift": jd.metrics.balance_drift(W1, W2, lam, live),
             "status": status,
         }
 
-    return Experiment(
+    return jd.Experiment(
         name="continual",
         description="λ-balanced linear net trained on a sequence of tasks: forgetting vs λ "
         "(Dominé et al. 2024 App. D.1)",
@@ -173,10 +160,7 @@ def make(
         },
         coords={"t": t_all, "task": np.arange(n_tasks), "after": np.arange(n_tasks)},
         attrs={
-            "solver": "diffrax.Dopri8 + PIDController(max norm)",
-            "rtol": rtol,
-            "atol": atol,
-            "mode": mode,
+            **jd.describe_solver(solver, rtol=rtol, atol=atol, batch=mode),
             "d": d,
             "n": n,
             "n_tasks": n_tasks,
@@ -206,6 +190,16 @@ def _forgetting_spread(ds):
 
 
 def summary(ds) -> str:
+    """The numbers `jaxdyn sweep` prints after the continual sweep.
+
+    **Arguments:**
+
+    - `ds`: the sweep's `xarray.Dataset`.
+
+    **Returns:**
+
+    A few lines of text.
+    """
     err, spread = _forgetting_spread(ds)
     return "\n".join(
         [
@@ -223,9 +217,19 @@ def summary(ds) -> str:
     )
 
 
-def plot(ds, path):
-    """Task losses over the sequence for a few λ, and forgetting vs λ against theory."""
-    plt = pyplot()
+def plot(ds, path) -> None:
+    """Task losses over the sequence for a few λ, and forgetting vs λ against theory.
+
+    **Arguments:**
+
+    - `ds`: the sweep's `xarray.Dataset`.
+    - `path`: where to write the figure (any Matplotlib format, e.g. `.png`).
+
+    **Returns:**
+
+    Nothing; writes the figure to `path`.
+    """
+    plt = jd.plot.pyplot()
 
     sub = ds.isel(scale=0, seed=0)
     lam = sub["lam"].values

@@ -22,8 +22,9 @@ and the drift of the conserved W2ᵀW2 − W1W1ᵀ = λI along the flow.
 (`jaxdyn.init.mask_width` semantics, traced width), so one program serves every width; zero
 units stay zero under gradient flow and the exact solver ignores them. λ-balance at width
 h > min(d, o) constrains λ (notes §1, A3): h > d needs λ ≥ 0, h > o needs λ ≤ 0,
-h > max(d, o) needs λ = 0. Such inadmissible (λ, width) points get `status = 5` and NaN in
-every exact-vs-flow comparison.
+h > max(d, o) needs λ = 0 (`jd.init.lambda_balanced_admissible`). Such inadmissible
+(λ, width) points get the `status` of `jd.RESULTS.inadmissible_init` and NaN in every
+exact-vs-flow comparison.
 
 **Square nets at λ = 0** have a topological obstruction (notes §2.4): if sign det W2W1(0) ≠
 sign det Σ̃yx the weakest mode is never learned. With `match_sign=True` (default) the first
@@ -38,165 +39,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .. import init as jinit
-from ..exact.linear import lambda_balanced as exact_lambda_balanced
-from ..flow import gradient_flow
-from ..models import TwoLayerLinear
-from ..plot import pyplot
-from .base import Experiment, resolve_mode
+import jaxdyn as jd
 
-#: Status code for (λ, width) combinations that admit no λ-balanced init (notes §1, A3).
-STATUS_INADMISSIBLE = 5
-
-__all__ = [
-    "STATUS_INADMISSIBLE",
-    "admissible",
-    "init_at_width",
-    "kernel_distance_grams",
-    "make",
-    "whitened_task",
-]
-
-
-# --------------------------------------------------------------------------------------------
-# Shared helpers (also used by the continual / reversal / transfer experiments)
-
-
-def haar(rng: np.random.Generator, n: int) -> np.ndarray:
-    """Haar-random orthogonal `(n, n)` matrix."""
-    A = rng.standard_normal((n, n))
-    Q, R = np.linalg.qr(A)
-    return Q * np.sign(np.diag(R))[None, :]
-
-
-def whitened_inputs(n: int, d: int, seed: int = 0) -> np.ndarray:
-    """`X (n, d)` with XᵀX/n = I_d to rounding (assumption A1 of Dominé et al. 2024)."""
-    rng = np.random.default_rng(seed)
-    Q, R = np.linalg.qr(rng.standard_normal((n, d)))
-    return np.sqrt(n) * Q * np.sign(np.diag(R))[None, :]
-
-
-def whitened_task(n: int, d: int, o: int, sv, seed: int = 0, det_sign: float | None = None):
-    """Whitened inputs and a noiseless linear task with Σ̃yx = Yᵀ X/n = U diag(sv) Vᵀ.
-
-    `U`, `V` are Haar-random; for square tasks `det_sign` (±1) fixes sign det Σ̃yx.
-    Returns `(X (n, d), Y (n, o), Syx (o, d))` as float64 numpy arrays.
-    """
-    r = min(d, o)
-    sv = np.asarray(sv, float)
-    if sv.shape != (r,):
-        raise ValueError(f"`sv` must have min(d, o) = {r} singular values, got {sv.shape}.")
-    X = whitened_inputs(n, d, seed)
-    rng = np.random.default_rng(seed + 1)
-    U, V = haar(rng, o), haar(rng, d)
-    if det_sign is not None and d == o and np.sign(np.linalg.det(U @ V.T)) != det_sign:
-        U[:, -1] *= -1
-    Syx = U[:, :r] @ np.diag(sv) @ V[:, :r].T
-    return X, X @ Syx.T, Syx
-
-
-def admissible(lam, width, d: int, o: int):
-    """Whether a λ-balanced init exists at this width (rank argument, notes §1 / A3)."""
-    lam = jnp.asarray(lam)
-    bad = ((width > d) & (lam < 0)) | ((width > o) & (lam > 0))
-    return ~bad & (width >= 1)
-
-
-def init_at_width(key, lam, scale, width, *, d: int, o: int, max_width: int, aligned_to=None):
-    """λ-balanced `TwoLayerLinear` of (traced) width `width`, embedded at `max_width`.
-
-    The init of every static width 1 … `max_width` is built (`jaxdyn.init.lambda_balanced`)
-    and padded with zero units; the one matching `width` is selected, so `width` may be a
-    traced integer (one compiled program for all widths). Inadmissible (λ, width) pairs give a
-    net that is not λ-balanced (see `admissible`).
-    """
-    W1 = jnp.zeros((max_width, d))
-    W2 = jnp.zeros((o, max_width))
-    for h in range(1, max_width + 1):
-        try:
-            m = jinit.lambda_balanced(key, d, h, o, lam, scale, aligned_to=aligned_to)
-        except ValueError:  # concrete λ inadmissible at this width: never selected validly
-            continue
-        m = jinit.pad_width(m, max_width)
-        W1 = jnp.where(width == h, m.W1, W1)
-        W2 = jnp.where(width == h, m.W2, W2)
-    return jinit.mask_width(TwoLayerLinear(W1, W2), width)
-
-
-def match_det_sign(model: TwoLayerLinear, Syx, apply) -> TwoLayerLinear:
-    """Reflect W1 (W1 → W1(I − 2e₁e₁ᵀ)) where `apply` and sign det W2W1 ≠ sign det Σ̃yx.
-
-    The reflection keeps W1W1ᵀ (so the λ-balance) and flips det W2W1 (notes §2.4)."""
-    flip = apply & (jnp.sign(jnp.linalg.det(model.W2 @ model.W1)) != jnp.sign(jnp.linalg.det(Syx)))
-    W1 = jnp.where(flip, model.W1.at[:, 0].multiply(-1.0), model.W1)
-    return TwoLayerLinear(W1, model.W2)
-
-
-def _ntk_inner(gi_a, go_a, gi_b, go_b, d: int, o: int):
-    r"""$\langle K_a, K_b\rangle_F / n^2$ for NTKs of two-layer linear nets on whitened data.
-
-    With $K = X G_{in} X^\top \otimes I_o + XX^\top \otimes G_{out}$ (notes §4.1) and
-    $X^\top X = nI$: $\langle K_a, K_b\rangle = n^2[o\,\mathrm{tr}(G^a_{in}G^b_{in})
-    + \mathrm{tr}G^a_{in}\mathrm{tr}G^b_{out} + \mathrm{tr}G^b_{in}\mathrm{tr}G^a_{out}
-    + d\,\mathrm{tr}(G^a_{out}G^b_{out})]$."""
-    tr = lambda A: jnp.trace(A, axis1=-2, axis2=-1)  # noqa: E731
-    dot = lambda A, B: jnp.sum(A * B, axis=(-2, -1))  # noqa: E731
-    return o * dot(gi_a, gi_b) + tr(gi_a) * tr(go_b) + tr(gi_b) * tr(go_a) + d * dot(go_a, go_b)
-
-
-def kernel_distance_grams(gram_in, gram_out):
-    r"""NTK kernel distance $S(0, t) = 1 - \langle K_0, K_t\rangle/(\|K_0\|\|K_t\|)$ from the
-    Grams $W_1^\top W_1(t)$ `(..., T, d, d)` and $W_2W_2^\top(t)$ `(..., T, o, o)`, exactly
-    equal to `jaxdyn.metrics.kernel_distance` of the empirical NTK on whitened inputs, without
-    forming the `(n·o, n·o)` kernels (Dominé et al. 2024, §4.1; notes §4.1)."""
-    d, o = gram_in.shape[-1], gram_out.shape[-1]
-    gi0, go0 = gram_in[..., :1, :, :], gram_out[..., :1, :, :]
-    inner = _ntk_inner(gi0, go0, gram_in, gram_out, d, o)
-    n0 = _ntk_inner(gi0, go0, gi0, go0, d, o)
-    nt = _ntk_inner(gram_in, gram_out, gram_in, gram_out, d, o)
-    return 1.0 - inner / jnp.sqrt(n0 * nt)
-
-
-#: Largest sweep chunk (per device) for experiments that call `exact_batched`; see there.
-#: `jax.lax.map` over blocks of 64 nets inside a 1024-point chunk still hung.
+#: Largest sweep chunk per device. Programs holding the batched (`jax.vmap`) exact solve
+#: `jd.exact.lambda_balanced` for ≳ 256 nets can deadlock inside XLA:CPU (jax/jaxlib 0.10.2;
+#: every thread idle in a futex wait; `XLA_FLAGS=--xla_cpu_enable_concurrency_optimized_scheduler
+#: =false` avoids it), so this experiment declares `max_chunk_per_device`, which `jd.sweep`
+#: enforces. `jax.lax.map` over blocks of 64 nets inside a 1024-point chunk still hung.
 MAX_CHUNK_PER_DEVICE = 128
-
-
-def exact_batched(models, X, Y, ts):
-    """`jd.exact.lambda_balanced` for a batch of nets (leading axis), by `jax.vmap`.
-
-    Known issue (jax/jaxlib 0.10.2, CPU): programs holding this batched solve for ≳ 256 nets can
-    deadlock inside XLA:CPU (every thread idle in a futex wait); running with
-    `XLA_FLAGS=--xla_cpu_enable_concurrency_optimized_scheduler=false` avoids it. Chunk
-    sweeps at ≤ 128 points per device: the experiments using this set
-    `Experiment.max_chunk_per_device = MAX_CHUNK_PER_DEVICE`, which `jd.sweep` enforces.
-    """
-    return jax.vmap(lambda m: exact_lambda_balanced(m.W1, m.W2, X, Y, ts))(models)
-
-
-def rel_dev(a, b, axes):
-    """max |a − b| / max |b| over `axes`."""
-    return jnp.max(jnp.abs(a - b), axis=axes) / jnp.max(jnp.abs(b), axis=axes)
-
-
-def batched_flow(models, X, Y, ts, *, rtol, atol, mode, max_steps=200_000):
-    """Gradient flow of a batch of `TwoLayerLinear` nets: one stacked Diffrax solve
-    (`mode="stacked"`) or `jax.vmap` with per-member steps (`mode="vmap"`)."""
-    kw = dict(solver=diffrax.Dopri8(), rtol=rtol, atol=atol, max_steps=max_steps)
-    if mode == "stacked":
-        return gradient_flow(models, (X, Y), ts, batch=True, **kw)
-    return jax.vmap(lambda m: gradient_flow(m, (X, Y), ts, **kw))(models)
-
-
-def balance_drift(W1, W2, lam, live):
-    """max over time of |W2ᵀW2 − W1W1ᵀ − λ·diag(live)| (conserved under gradient flow)."""
-    D = jnp.einsum("...ok,...ol->...kl", W2, W2) - jnp.einsum("...kd,...ld->...kl", W1, W1)
-    target = lam[..., None, None, None] * jnp.eye(W1.shape[-2]) * live[..., None, None, :]
-    return jnp.max(jnp.abs(D - target), axis=(-3, -2, -1))
-
-
-# --------------------------------------------------------------------------------------------
-# The experiment
 
 
 def make(
@@ -213,7 +63,7 @@ def make(
     data_seed: int = 0,
     match_sign: bool = True,
     mode: str = "auto",
-) -> Experiment:
+) -> jd.Experiment:
     """Build the experiment.
 
     Axes: `lam` (imbalance λ, conserved W2ᵀW2 − W1W1ᵀ = λI), `scale` (size of the initial
@@ -221,12 +71,22 @@ def make(
     min(d, o)) and `seed` (init). Config: `d`, `o`, `n`, `max_width`, `sv` (task singular
     values, default geomspace(2, 0.2, min(d, o))), `t_max`, `n_t` (linear save times),
     `rtol`, `atol` (Dopri8), `data_seed`, `match_sign` (see module docstring), `mode`.
+
+    **Arguments:**
+
+    The keyword-only configuration described above (on the command line:
+    `jaxdyn sweep NAME --config KEY=VALUE`).
+
+    **Returns:**
+
+    The `jd.Experiment`; its `axes` are the default grid.
     """
-    mode = resolve_mode(mode)
     r = min(d, o)
     sv = np.geomspace(2.0, 0.2, r) if sv is None else np.asarray(sv, float)
-    X_np, Y_np, Syx_np = whitened_task(n, d, o, sv, data_seed)
+    X_np, Y_np, Syx_np = jd.data.whitened_task(n, d, o, sv, data_seed)
     ts_np = np.linspace(0.0, t_max, n_t)
+    solver = diffrax.Dopri8()
+    inadmissible = jd.result_index(jd.RESULTS.inadmissible_init)
 
     def run(points):
         dtype = jnp.result_type(float)
@@ -236,39 +96,46 @@ def make(
         scale = points["scale"].astype(dtype)
         width = points["width"]
         seed = points["seed"]
-        ok = admissible(lam, width, d, o) & (width <= max_width)
+        ok = jd.init.lambda_balanced_admissible(lam, width, d, o) & (width <= max_width)
 
         def build(lam, scale, width, seed):
-            m = init_at_width(
+            m = jd.init.lambda_balanced_at_width(
                 jax.random.key(seed), lam, scale, width, d=d, o=o, max_width=max_width
             )
-            return match_det_sign(m, Syx, match_sign & (d == o) & (width == d))
+            return jd.init.match_det_sign(m, Syx, match_sign & (d == o) & (width == d))
 
         models = jax.vmap(build)(lam, scale, width, seed)
-        traj = batched_flow(models, X, Y, ts, rtol=rtol, atol=atol, mode=mode)
+        traj = jd.gradient_flow(
+            models,
+            (X, Y),
+            ts,
+            solver=solver,
+            rtol=rtol,
+            atol=atol,
+            max_steps=200_000,
+            batch=mode,
+        )
         W1, W2 = traj.model.W1, traj.model.W2  # (B, T, H, d), (B, T, o, H)
         prod = W2 @ W1
         gin = jnp.swapaxes(W1, -1, -2) @ W1
         gout = W2 @ jnp.swapaxes(W2, -1, -2)
-        ex = exact_batched(models, X, Y, ts)
+        ex = jax.vmap(lambda m: jd.exact.lambda_balanced(m.W1, m.W2, X, Y, ts))(models)
+        rel = jd.metrics.relative_deviation
         dev = jnp.maximum(
-            rel_dev(prod, ex.product, (1, 2, 3)),
-            jnp.maximum(
-                rel_dev(gin, ex.gram_in, (1, 2, 3)), rel_dev(gout, ex.gram_out, (1, 2, 3))
-            ),
+            rel(prod, ex.product, (1, 2, 3)),
+            jnp.maximum(rel(gin, ex.gram_in, (1, 2, 3)), rel(gout, ex.gram_out, (1, 2, 3))),
         )
         live = (jnp.arange(max_width)[None, :] < width[:, None]).astype(dtype)
-        drift = balance_drift(W1, W2, lam, live)
+        drift = jd.metrics.balance_drift(W1, W2, lam, live)
         nan = jnp.asarray(jnp.nan, dtype)
         okT = ok[:, None]
-        status = jnp.where(ok, traj.status, STATUS_INADMISSIBLE).astype(jnp.int8)
+        status = jnp.where(ok, traj.status, inadmissible).astype(jnp.int8)
+        kd = jd.metrics.kernel_distance_grams
         return {
             "loss": traj.loss,
             "loss_exact": jnp.where(okT, ex.loss, nan),
-            "kernel_distance": kernel_distance_grams(gin, gout),
-            "kernel_distance_exact": jnp.where(
-                okT, kernel_distance_grams(ex.gram_in, ex.gram_out), nan
-            ),
+            "kernel_distance": kd(gin, gout),
+            "kernel_distance_exact": jnp.where(okT, kd(ex.gram_in, ex.gram_out), nan),
             "product": prod,
             "product_exact": jnp.where(ok[:, None, None, None], ex.product, nan),
             "exact_deviation": jnp.where(ok, dev, nan),
@@ -276,7 +143,7 @@ def make(
             "status": status,
         }
 
-    return Experiment(
+    return jd.Experiment(
         name="lambda-balanced",
         description="λ-balanced two-layer linear net: gradient flow vs exact solution, lazy/rich "
         "vs λ, scale, width (Dominé et al. 2024)",
@@ -297,10 +164,7 @@ def make(
         },
         coords={"t": ts_np, "out": np.arange(o), "in": np.arange(d)},
         attrs={
-            "solver": "diffrax.Dopri8 + PIDController(max norm)",
-            "rtol": rtol,
-            "atol": atol,
-            "mode": mode,
+            **jd.describe_solver(solver, rtol=rtol, atol=atol, batch=mode),
             "d": d,
             "o": o,
             "n": n,
@@ -308,7 +172,6 @@ def make(
             "task_singular_values": ",".join(f"{x:.17g}" for x in sv),
             "data_seed": data_seed,
             "match_sign": int(match_sign),
-            "status_5": "inadmissible (λ, width): no λ-balanced init (h>d needs λ≥0, h>o λ≤0)",
             "reference": "Dominé et al. 2024, arXiv:2409.14623 (Theorem 4.3, Fig. 2)",
             "description": "L=(1/2n)Σ‖W2W1x−y‖², whitened X; exact_deviation = max over "
             "W2W1, W1ᵀW1, W2W2ᵀ of max|flow−exact|/max|exact|; kernel_distance = S(NTK(0), "
@@ -323,16 +186,27 @@ def make(
 
 
 def summary(ds) -> str:
+    """The numbers `jaxdyn sweep` prints after the lambda-balanced sweep.
+
+    **Arguments:**
+
+    - `ds`: the sweep's `xarray.Dataset`.
+
+    **Returns:**
+
+    A few lines of text.
+    """
     st = ds["status"].values
     ok = st == 0
+    inadmissible = jd.result_index(jd.RESULTS.inadmissible_init)
     worst = float(np.nanmax(ds["exact_deviation"].values)) if ok.any() else float("nan")
     drift = float(np.nanmax(ds["balance_drift"].values)) if ok.any() else float("nan")
     kd = ds["kernel_distance"].isel(t=-1)
     return "\n".join(
         [
             f"lambda-balanced sweep: {st.size} nets, {int(ok.sum())} ok, "
-            f"{int((st == STATUS_INADMISSIBLE).sum())} inadmissible (λ, width), "
-            f"{int((~ok & (st != STATUS_INADMISSIBLE)).sum())} failed",
+            f"{int((st == inadmissible).sum())} inadmissible (λ, width), "
+            f"{int((~ok & (st != inadmissible)).sum())} failed",
             f"  worst relative deviation flow vs exact (Dominé et al. 2024): {worst:.2e}",
             f"  max drift of W2ᵀW2 − W1W1ᵀ = λI along the flow:               {drift:.2e}",
             f"  kernel distance S(0,T): {float(kd.min()):.3f} … {float(kd.max()):.3f} "
@@ -346,10 +220,20 @@ def _nearest(values, v):
     return values[np.argmin(np.abs(values - v))]
 
 
-def plot(ds, path):
-    """Phase diagram S(0, T) over (λ, scale), S(0, t) curves vs λ, S(0, T) vs λ per scale,
-    and flow-vs-exact loss curves (Dominé et al. 2024, Figs. 1, 2, 5)."""
-    plt = pyplot()
+def plot(ds, path) -> None:
+    """Phase diagram S(0, T) over (λ, scale), S(0, t) curves vs λ, S(0, T) vs λ per scale, and
+    flow-vs-exact loss curves (Dominé et al. 2024, Figs. 1, 2, 5).
+
+    **Arguments:**
+
+    - `ds`: the sweep's `xarray.Dataset`.
+    - `path`: where to write the figure (any Matplotlib format, e.g. `.png`).
+
+    **Returns:**
+
+    Nothing; writes the figure to `path`.
+    """
+    plt = jd.plot.pyplot()
 
     widths = ds["width"].values
     d, o = int(ds.attrs["d"]), int(ds.attrs["o"])

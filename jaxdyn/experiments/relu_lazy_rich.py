@@ -27,29 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 import optimistix as optx
 
-from .. import init as jinit
-from ..flow import gradient_flow
-from ..metrics import conserved, kernel_distance, ntk, relative_change
-from ..models import TwoLayer
-from ..plot import pyplot
-from .base import Experiment
-
-
-def sphere(key, n, d, dtype):
-    x = jax.random.normal(key, (n, d), dtype)
-    return x / jnp.linalg.norm(x, axis=1, keepdims=True)
-
-
-def teacher_data(seed: int, n: int, n_test: int, d: int, k: int, dtype):
-    """ReLU teacher with k unit-norm units and ±1 readouts; noiseless labels."""
-    kx, kt, kw, ka = jax.random.split(jax.random.key(seed), 4)
-    W = sphere(kw, k, d, dtype)
-    a = jnp.sign(jax.random.normal(ka, (k,), dtype))
-    teacher = TwoLayer(W, a[None, :], "relu")
-    X = sphere(kx, n, d, dtype)
-    Xt = sphere(kt, n_test, d, dtype)
-    f = jax.vmap(teacher)
-    return X, f(X)[:, 0], Xt, f(Xt)[:, 0]
+import jaxdyn as jd
 
 
 def make(
@@ -66,33 +44,46 @@ def make(
     dtmin: float = 0.02,
     max_steps: int = 50_000,
     data_seed: int = 0,
-) -> Experiment:
+) -> jd.Experiment:
     """Axes: `scale` (overall init scale), `delta` (per-unit imbalance), `width` (≤ max_width,
-    even), `seed` (student init). Save times: 0 and `n_t − 1` log-spaced times up to `t_max`."""
+    even), `seed` (student init). Save times: 0 and `n_t − 1` log-spaced times up to `t_max`.
+
+    **Arguments:**
+
+    The keyword-only configuration described above (on the command line:
+    `jaxdyn sweep NAME --config KEY=VALUE`).
+
+    **Returns:**
+
+    The `jd.Experiment`; its `axes` are the default grid.
+    """
     ts_np = np.concatenate([[0.0], np.geomspace(t_max / 1e4, t_max, n_t - 1)])
     controller = diffrax.PIDController(
         rtol=rtol, atol=atol, dtmin=dtmin, force_dtmin=True, norm=optx.max_norm
     )
+    solver = diffrax.Tsit5()
 
     def run(points):
         dtype = jnp.result_type(float)
-        X, y, Xt, yt = teacher_data(data_seed, n, n_test, d, teacher_units, dtype)
+        X, y, Xt, yt = jd.data.teacher_student(
+            jax.random.key(data_seed), n, n_test, d, teacher_units, dtype
+        )
         ts = jnp.asarray(ts_np, dtype)
 
         def one(scale, delta, width, seed):
-            model = jinit.two_layer(jax.random.key(seed), d, max_width, 1, scale, delta, "relu")
+            model = jd.init.two_layer(jax.random.key(seed), d, max_width, 1, scale, delta, "relu")
             # Pairs (k, k + H/2) are interleaved first, so masking keeps whole pairs.
-            model = jinit.mask_width(_reorder_pairs(model), width)
-            traj = gradient_flow(
+            model = jd.init.mask_width(jd.init.interleave_pairs(model), width)
+            traj = jd.gradient_flow(
                 model,
                 (X, y),
                 ts,
-                solver=diffrax.Tsit5(),
+                solver=solver,
                 stepsize_controller=controller,
                 max_steps=max_steps,
             )
-            K = jax.vmap(lambda m: ntk(m, X))(traj.model)
-            kd = kernel_distance(K[0], K)
+            K = jax.vmap(lambda m: jd.metrics.ntk(m, X))(traj.model)
+            kd = jd.metrics.kernel_distance(K[0], K)
             test = jax.vmap(lambda m: 0.5 * jnp.mean((jax.vmap(m)(Xt)[:, 0] - yt) ** 2))(
                 traj.model
             )
@@ -102,13 +93,13 @@ def make(
             flips = jnp.sum((jnp.sign(pre) != jnp.sign(pre0)) * live, axis=(1, 2)) / (
                 n * jnp.maximum(width, 1)
             )
-            dk = conserved(traj.model)  # (T, H) per-unit a_k² − ‖w_k‖²
+            dk = jnp.asarray(jd.metrics.conserved(traj.model))  # (T, H) per-unit a_k² − ‖w_k‖²
             drift = jnp.max(jnp.abs(dk - dk[:1]))
             return {
                 "loss": traj.loss,
                 "test_loss": test,
                 "kernel_distance": kd,
-                "weight_change": relative_change(model, traj.model),
+                "weight_change": jd.metrics.relative_change(model, traj.model),
                 "activation_flips": flips,
                 "delta_drift": drift,
                 "status": traj.status.astype(jnp.int8),
@@ -121,7 +112,7 @@ def make(
             points["seed"],
         )
 
-    return Experiment(
+    return jd.Experiment(
         name="relu-lazy-rich",
         description="two-layer ReLU teacher-student: lazy→rich vs scale, imbalance δ, width "
         "(Kunin et al. 2024 §5)",
@@ -138,9 +129,7 @@ def make(
         },
         coords={"t": ts_np},
         attrs={
-            "solver": "diffrax.Tsit5 + PIDController(max norm, dtmin forced)",
-            "rtol": rtol,
-            "atol": atol,
+            **jd.describe_solver(solver, controller),
             "d": d,
             "n": n,
             "n_test": n_test,
@@ -158,15 +147,17 @@ def make(
     )
 
 
-def _reorder_pairs(model: TwoLayer) -> TwoLayer:
-    """Interleave the symmetric pairs (k, k + H/2) → (2k, 2k+1), so masking the first `width`
-    units keeps whole pairs (f ≡ 0 at init for even width)."""
-    H = model.W1.shape[0]
-    perm = jnp.stack([jnp.arange(H // 2), jnp.arange(H // 2) + H // 2], axis=1).reshape(-1)
-    return TwoLayer(model.W1[perm], model.W2[:, perm], model.activation)
-
-
 def summary(ds) -> str:
+    """The numbers `jaxdyn sweep` prints after the relu-lazy-rich sweep.
+
+    **Arguments:**
+
+    - `ds`: the sweep's `xarray.Dataset`.
+
+    **Returns:**
+
+    A few lines of text.
+    """
     st = ds["status"].values
     kd = ds["kernel_distance"].isel(t=-1)
     return "\n".join(
@@ -180,8 +171,20 @@ def summary(ds) -> str:
     )
 
 
-def plot(ds, path):
-    plt = pyplot()
+def plot(ds, path) -> None:
+    """Heat maps over (scale, δ) of the final kernel distance, activation flips and test loss
+    (Kunin et al. 2024, §5).
+
+    **Arguments:**
+
+    - `ds`: the sweep's `xarray.Dataset`.
+    - `path`: where to write the figure (any Matplotlib format, e.g. `.png`).
+
+    **Returns:**
+
+    Nothing; writes the figure to `path`.
+    """
+    plt = jd.plot.pyplot()
 
     sub = ds.isel(width=-1, seed=0)
     fig, axs = plt.subplots(1, 3, figsize=(15, 4.4), constrained_layout=True)

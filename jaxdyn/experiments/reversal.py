@@ -20,73 +20,16 @@ e^{s̃ t}, so keep `t_max` ≲ 10/s̃_max to see the exact "never reverses" beha
 
 from __future__ import annotations
 
+import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._init_linear import split_singular_values
-from ..exact.linear import reversal_time
-from ..models import TwoLayerLinear
-from ..plot import pyplot
-from .base import Experiment, resolve_mode
-from .lambda_balanced import (
-    MAX_CHUNK_PER_DEVICE,
-    balance_drift,
-    batched_flow,
-    exact_batched,
-    rel_dev,
-    whitened_task,
-)
+import jaxdyn as jd
 
-__all__ = ["make", "converged_aligned", "crossing_time"]
-
-
-def converged_aligned(key, Syx, lam):
-    """λ-balanced net with W2W1 = Σ̃yx exactly, aligned with the task (square, h = d = o).
-
-    W1 = R S₁Ṽᵀ, W2 = ŨS₂Rᵀ, S₁,₂ from `split_singular_values` (notes §1, §3), R Haar."""
-    U, s, Vt = jnp.linalg.svd(Syx)
-    S1, S2 = split_singular_values(s, lam)
-    h = s.shape[0]
-    A = jax.random.normal(key, (h, h), Syx.dtype)
-    Q, R = jnp.linalg.qr(A)
-    Rot = Q * jnp.where(jnp.diag(R) < 0, -1.0, 1.0)[None, :]
-    return TwoLayerLinear(Rot @ (S1[:, None] * Vt), (U * S2[None, :]) @ Rot.T)
-
-
-def crossing_time(ts, a):
-    """First time where `a (T,)` crosses zero from above: cubic (4-point Lagrange)
-    interpolation around the first sign change, refined by Newton. `inf` if it never does."""
-    T = ts.shape[0]
-    neg = a <= 0
-    anyneg = jnp.any(neg)
-    i = jnp.argmax(neg)
-    i0 = jnp.clip(i - 2, 0, T - 4)
-    tt = jax.lax.dynamic_slice(ts, (i0,), (4,))
-    aa = jax.lax.dynamic_slice(a, (i0,), (4,))
-
-    def p(t):
-        out, dout = 0.0, 0.0
-        for j in range(4):
-            num, dnum = 1.0, 0.0
-            den = 1.0
-            for k in range(4):
-                if k != j:
-                    dnum = dnum * (t - tt[k]) + num
-                    num = num * (t - tt[k])
-                    den = den * (tt[j] - tt[k])
-            out = out + aa[j] * num / den
-            dout = dout + aa[j] * dnum / den
-        return out, dout
-
-    ip = jnp.maximum(i - 1, 0)
-    a_l, a_r = a[ip], a[i]
-    t_l, t_r = ts[ip], ts[i]
-    t = t_l + (t_r - t_l) * a_l / jnp.where(a_l != a_r, a_l - a_r, 1.0)
-    for _ in range(8):
-        v, dv = p(t)
-        t = jnp.clip(t - v / jnp.where(dv != 0, dv, 1.0), t_l, t_r)
-    return jnp.where(anyneg & (i > 0), t, jnp.inf)
+#: Largest sweep chunk per device: the batched exact solve `jd.exact.lambda_balanced` can
+#: deadlock XLA:CPU for ≳ 256 nets per program (see the `lambda-balanced` experiment).
+MAX_CHUNK_PER_DEVICE = 128
 
 
 def make(
@@ -100,16 +43,26 @@ def make(
     atol: float = 1e-12,
     data_seed: int = 0,
     mode: str = "auto",
-) -> Experiment:
+) -> jd.Experiment:
     """Axes: `lam` (imbalance, includes 0) and `seed` (hidden rotation R, irrelevant to the
     dynamics of W2W1). Config: square width `d` = o = h, `n` samples, task singular values
-    `sv`, `t_max`, `n_t` (dense linear save times), `rtol`, `atol`, `data_seed`, `mode`."""
-    mode = resolve_mode(mode)
+    `sv`, `t_max`, `n_t` (dense linear save times), `rtol`, `atol`, `data_seed`, `mode`.
+
+    **Arguments:**
+
+    The keyword-only configuration described above (on the command line:
+    `jaxdyn sweep NAME --config KEY=VALUE`).
+
+    **Returns:**
+
+    The `jd.Experiment`; its `axes` are the default grid.
+    """
     sv = np.asarray(sv, float)
     if sv.shape != (d,):
         raise ValueError(f"`sv` must have d = {d} values, got shape {sv.shape}.")
-    X_np, Y_np, Syx_np = whitened_task(n, d, d, sv, data_seed)
+    X_np, Y_np, Syx_np = jd.data.whitened_task(n, d, d, sv, data_seed)
     ts_np = np.linspace(0.0, t_max, n_t)
+    solver = diffrax.Dopri8()
     U_np, s_np, Vt_np = np.linalg.svd(Syx_np)
 
     def run(points):
@@ -119,15 +72,25 @@ def make(
         ts = jnp.asarray(ts_np, dtype)
         lam = points["lam"].astype(dtype)
         keys = jax.vmap(jax.random.key)(points["seed"])
-        models = jax.vmap(lambda k, l: converged_aligned(k, Syx, l))(keys, lam)
-        traj = batched_flow(models, X, -Y, ts, rtol=rtol, atol=atol, mode=mode)
+        models = jax.vmap(lambda k, l: jd.init.lambda_balanced_converged(k, Syx, l))(keys, lam)
+        traj = jd.gradient_flow(
+            models,
+            (X, -Y),
+            ts,
+            solver=solver,
+            rtol=rtol,
+            atol=atol,
+            max_steps=200_000,
+            batch=mode,
+        )
         W1, W2 = traj.model.W1, traj.model.W2
         prod = W2 @ W1  # (B, T, o, d)
         modes = jnp.einsum("oa,btod,ad->bta", U, prod, Vt)  # ũ_αᵀ W2W1 ṽ_α
-        t_rev = jax.vmap(jax.vmap(crossing_time, in_axes=(None, 1)), in_axes=(None, 0))(ts, modes)
-        t_th = reversal_time(s[None, :], lam[:, None])
-        ex = exact_batched(models, X, -Y, ts)
-        dev = rel_dev(prod, ex.product, (1, 2, 3))
+        crossing = jax.vmap(jd.metrics.crossing_time, in_axes=(None, 1))
+        t_rev = jax.vmap(crossing, in_axes=(None, 0))(ts, modes)
+        t_th = jd.exact.reversal_time(s[None, :], lam[:, None])
+        ex = jax.vmap(lambda m: jd.exact.lambda_balanced(m.W1, m.W2, X, -Y, ts))(models)
+        dev = jd.metrics.relative_deviation(prod, ex.product, (1, 2, 3))
         live = jnp.ones((lam.shape[0], d), dtype)
         final_err = jnp.sqrt(jnp.sum((prod[:, -1] + Syx) ** 2, axis=(1, 2)))
         return {
@@ -138,12 +101,12 @@ def make(
             "reversed": jnp.isfinite(t_rev).astype(jnp.int8),
             "final_error": final_err,
             "exact_deviation": dev,
-            "balance_drift": balance_drift(W1, W2, lam, live),
+            "balance_drift": jd.metrics.balance_drift(W1, W2, lam, live),
             "status": traj.status.astype(jnp.int8),
         }
 
     lam_default = np.concatenate([-np.geomspace(5.0, 0.01, 7), [0.0], np.geomspace(0.01, 5.0, 7)])
-    return Experiment(
+    return jd.Experiment(
         name="reversal",
         description="reversal learning Σ̃yx → −Σ̃yx: zero-crossing time vs λ, λ = 0 never "
         "reverses (Dominé et al. 2024 App. D.2)",
@@ -158,10 +121,7 @@ def make(
         },
         coords={"t": ts_np, "mode": np.arange(d)},
         attrs={
-            "solver": "diffrax.Dopri8 + PIDController(max norm)",
-            "rtol": rtol,
-            "atol": atol,
-            "mode": mode,
+            **jd.describe_solver(solver, rtol=rtol, atol=atol, batch=mode),
             "d": d,
             "n": n,
             "task_singular_values": ",".join(f"{x:.17g}" for x in s_np),
@@ -185,6 +145,16 @@ def _rel_err(ds):
 
 
 def summary(ds) -> str:
+    """The numbers `jaxdyn sweep` prints after the reversal sweep.
+
+    **Arguments:**
+
+    - `ds`: the sweep's `xarray.Dataset`.
+
+    **Returns:**
+
+    A few lines of text.
+    """
     lam = ds["lam"].values
     stuck = ds["reversed"].sel(lam=lam[lam == 0]).values if (lam == 0).any() else None
     lines = [
@@ -205,9 +175,19 @@ def summary(ds) -> str:
     return "\n".join(lines)
 
 
-def plot(ds, path):
-    """Reversal time vs |λ| (flow vs closed form) and mode trajectories (App. D.2)."""
-    plt = pyplot()
+def plot(ds, path) -> None:
+    """Reversal time vs |λ| (flow vs closed form) and mode trajectories (App. D.2).
+
+    **Arguments:**
+
+    - `ds`: the sweep's `xarray.Dataset`.
+    - `path`: where to write the figure (any Matplotlib format, e.g. `.png`).
+
+    **Returns:**
+
+    Nothing; writes the figure to `path`.
+    """
+    plt = jd.plot.pyplot()
 
     sub = ds.isel(seed=0)
     lam = sub["lam"].values

@@ -13,37 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .. import init as jinit
-from ..exact.single_neuron import _solve
-from ..flow import gradient_flow
-from ..models import SingleNeuron
-from ..plot import pyplot
-from .base import Experiment, resolve_mode
-
-
-def whitened_data(n: int, d: int, beta_star, seed: int = 0):
-    """Inputs with XᵀX/n = I_d exactly (up to rounding) and noiseless targets y = Xβ*."""
-    rng = np.random.default_rng(seed)
-    Q, _ = np.linalg.qr(rng.normal(size=(n, d)))
-    X = np.sqrt(n) * Q
-    return X, X @ np.asarray(beta_star, dtype=float)
-
-
-def kernel_distance_whitened(a0, w0, a, w, eta_a, eta_w):
-    r"""Kernel distance S(K_0, K_t) of the single neuron's NTK on whitened data, in closed form.
-
-    On whitened data K = X M Xᵀ with M = η_w a² I + η_a w wᵀ (notes Eq. 3.1), and
-    ⟨K_0, K_t⟩_F = n² tr(M_0 M_t) (notes Eq. 3.3), so with p = η_w a²:
-    tr(M_0 M_t) = d p_0 p_t + η_a (p_0‖w_t‖² + p_t‖w_0‖²) + η_a² (w_0·w_t)² (notes Eq. 3.4,
-    with learning rates). `a`, `w` may carry a leading time axis.
-    """
-    d = w.shape[-1]
-    p0, pt = eta_w * a0**2, eta_w * a**2
-    n0, nt = jnp.sum(w0**2, -1), jnp.sum(w**2, -1)
-    cross = d * p0 * pt + eta_a * (p0 * nt + pt * n0) + eta_a**2 * jnp.sum(w0 * w, -1) ** 2
-    sq0 = d * p0**2 + 2 * eta_a * p0 * n0 + eta_a**2 * n0**2
-    sqt = d * pt**2 + 2 * eta_a * pt * nt + eta_a**2 * nt**2
-    return 1.0 - cross / jnp.sqrt(sq0 * sqt)
+import jaxdyn as jd
 
 
 def make(
@@ -56,7 +26,7 @@ def make(
     rtol: float = 1e-10,
     atol: float = 1e-12,
     mode: str = "auto",
-) -> Experiment:
+) -> jd.Experiment:
     """Build the experiment. β* = e₁ (unit norm), β0 = `scale`·(cos `angle`, sin `angle`, 0…)
     (the set-up of the notes' check C10), whitened data with n samples in d dims.
 
@@ -64,13 +34,21 @@ def make(
     `lr_ratio` = η_a/η_w with η_aη_w = 1. By the notes' symmetry C26(ii), β(t) and the kernel
     depend on the learning rates only through η_aη_w, so curves at equal δ coincide across
     `lr_ratio` — the default grid includes two ratios to show it.
-    `mode`: "stacked" (one ODE for the whole chunk: fastest on CPU), "vmap" (per-member adaptive
-    steps), or "auto" (stacked on CPU, vmap on accelerators).
+    `mode`: the `batch` mode of `jd.gradient_flow` ("stacked": one ODE for the whole chunk,
+    fastest on CPU; "vmap": per-member adaptive steps; "auto": `jd.resolve_batch` decides).
+
+    **Arguments:**
+
+    The keyword-only configuration described above (on the command line:
+    `jaxdyn sweep NAME --config KEY=VALUE`).
+
+    **Returns:**
+
+    The `jd.Experiment`; its `axes` are the default grid.
     """
-    mode = resolve_mode(mode)
     beta_star = np.zeros(d)
     beta_star[0] = 1.0
-    X, y = whitened_data(n, d, beta_star)
+    X, y = jd.data.whitened_regression(n, d, beta_star, fix_signs=False)
     direction = np.zeros(d)
     direction[0], direction[1 % d] = np.cos(angle), np.sin(angle)
     if d == 1:
@@ -86,26 +64,24 @@ def make(
         ratio = points["lr_ratio"].astype(dtype)
         eta_a, eta_w = jnp.sqrt(ratio), 1.0 / jnp.sqrt(ratio)
         b0 = points["scale"].astype(dtype)[:, None] * jnp.asarray(direction, dtype)
-        models = jax.vmap(jinit.single_neuron)(b0, delta, eta_a, eta_w)
-        lr = SingleNeuron(eta_a, eta_w)
-        kw = dict(solver=solver, rtol=rtol, atol=atol)
-        if mode == "stacked":
-            traj = gradient_flow(models, (Xj, yj), ts, lr=lr, batch=True, **kw)
-        else:
-            traj = jax.vmap(lambda m, l: gradient_flow(m, (Xj, yj), ts, lr=l, **kw))(models, lr)
+        models = jax.vmap(jd.init.single_neuron)(b0, delta, eta_a, eta_w)
+        lr = jd.SingleNeuron(eta_a, eta_w)
+        traj = jd.gradient_flow(
+            models, (Xj, yj), ts, lr=lr, solver=solver, rtol=rtol, atol=atol, batch=mode
+        )
         a, w = traj.model.a, traj.model.w  # (B, T), (B, T, d)
         bstar = Xj.T @ yj / Xj.shape[0]
-        a_ex, w_ex = jax.vmap(lambda a0, w0, ea, ew: _solve(bstar, a0, w0, ea, ew, ts))(
-            models.a, models.w, eta_a, eta_w
-        )
+        a_ex, w_ex = jax.vmap(
+            lambda a0, w0, ea, ew: jd.exact.single_neuron_from_target(bstar, a0, w0, ts, ea, ew)
+        )(models.a, models.w, eta_a, eta_w)
         th = jnp.concatenate([a[..., None], w], -1)
         th_ex = jnp.concatenate([a_ex[..., None], w_ex], -1)
         scale = jnp.max(jnp.abs(th_ex), axis=(1, 2))
         deviation = jnp.max(jnp.abs(th - th_ex), axis=(1, 2)) / scale
-        dl = eta_w[:, None] * a**2 - eta_a[:, None] * jnp.sum(w**2, -1)
-        drift = jnp.max(jnp.abs(dl - delta[:, None]), axis=1)
         ea, ew = eta_a[:, None], eta_w[:, None]
-        kd = kernel_distance_whitened(a[:, :1], w[:, :1], a, w, ea, ew)
+        dl = jd.metrics.imbalance(a, w, ea, ew)
+        drift = jnp.max(jnp.abs(dl - delta[:, None]), axis=1)
+        kd = jd.metrics.kernel_distance_single_neuron(a[:, :1], w[:, :1], a, w, ea, ew)
         loss0 = traj.loss[:, :1]
         fitted = traj.loss <= 1e-2 * loss0
         t_fit = jnp.where(jnp.any(fitted, 1), ts[jnp.argmax(fitted, axis=1)], jnp.inf)
@@ -120,7 +96,7 @@ def make(
             "status": traj.status.astype(jnp.int8),
         }
 
-    return Experiment(
+    return jd.Experiment(
         name="single-neuron",
         description="single neuron a·wᵀx: lazy vs rich vs imbalance δ and lr ratio "
         "(Kunin et al. 2024)",
@@ -133,10 +109,7 @@ def make(
         dims={"loss": ("t",), "kernel_distance": ("t",), "a": ("t",), "beta": ("t", "component")},
         coords={"t": ts_np, "component": np.arange(d)},
         attrs={
-            "solver": "diffrax.Dopri8 + PIDController(max norm)",
-            "rtol": rtol,
-            "atol": atol,
-            "mode": mode,
+            **jd.describe_solver(solver, rtol=rtol, atol=atol, batch=mode),
             "d": d,
             "n": n,
             "beta0_angle": angle,
@@ -150,6 +123,16 @@ def make(
 
 
 def summary(ds) -> str:
+    """The numbers `jaxdyn sweep` prints after the single-neuron sweep.
+
+    **Arguments:**
+
+    - `ds`: the sweep's `xarray.Dataset`.
+
+    **Returns:**
+
+    A few lines of text.
+    """
     st = ds["status"].values
     ok = int((st == 0).sum())
     worst = float(ds["exact_deviation"].max())
@@ -165,8 +148,20 @@ def summary(ds) -> str:
     return "\n".join(lines)
 
 
-def plot(ds, path):
-    plt = pyplot()
+def plot(ds, path) -> None:
+    """Phase plot of the kernel distance over (δ, t), final kernel distance vs δ per scale and lr
+    ratio, and loss curves (Kunin et al. 2024, §3).
+
+    **Arguments:**
+
+    - `ds`: the sweep's `xarray.Dataset`.
+    - `path`: where to write the figure (any Matplotlib format, e.g. `.png`).
+
+    **Returns:**
+
+    Nothing; writes the figure to `path`.
+    """
+    plt = jd.plot.pyplot()
 
     ratios = ds["lr_ratio"].values
     r1 = ratios[np.argmin(np.abs(np.log(ratios)))]

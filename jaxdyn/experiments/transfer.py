@@ -11,7 +11,7 @@ singular values are 1, 1, 1/√2, 1/√2, ½ ×4 (∝ the notes' 2√2, 2√2, 2
 **Pretraining.** The network is taken at the end of pretraining: the converged λ-balanced
 state W2W1 = Σ̃yx, W1ᵀW1 = Ṽ(Ω − λ/2)Ṽᵀ, W2W2ᵀ = Ũ(Ω + λ/2)Ũᵀ (Theorem 4.3's t → ∞ limit,
 which does not depend on the initial weights; notes §2.5), built task-aligned
-(`reversal.converged_aligned`).
+(`jd.init.lambda_balanced_converged`).
 
 **What is measured (fine-tuning a new feature).** A new output unit with zero readout is
 trained, by gradient flow on its readout only (the pretrained first layer is frozen: per-layer
@@ -30,31 +30,13 @@ compared with the closed form (`exact_deviation`).
 
 from __future__ import annotations
 
+import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..models import TwoLayerLinear
-from ..plot import pyplot
-from .base import Experiment, resolve_mode
-from .reversal import converged_aligned, crossing_time
-
-__all__ = ["make", "hierarchical_task"]
-
-
-def hierarchical_task() -> tuple[np.ndarray, np.ndarray]:
-    """8 one-hot items (X = √8·I, whitened) and the 8 × 8 hierarchical ±1/0 feature matrix
-    `Y (items, features)`; returns `(X, Y)`."""
-    P = 8
-    Y = np.zeros((P, 8))
-    Y[:, 0] = 1.0
-    Y[:, 1] = np.repeat([1.0, -1.0], 4)
-    for j in range(2):
-        Y[4 * j : 4 * j + 4, 2 + j] = np.repeat([1.0, -1.0], 2)
-    for j in range(4):
-        Y[2 * j : 2 * j + 2, 4 + j] = [1.0, -1.0]
-    return np.sqrt(P) * np.eye(P), Y
+import jaxdyn as jd
 
 
 def make(
@@ -64,18 +46,26 @@ def make(
     rtol: float = 1e-10,
     atol: float = 1e-12,
     mode: str = "auto",
-) -> Experiment:
+) -> jd.Experiment:
     """Axes: `lam` (imbalance of the pretrained net) and `seed` (hidden rotation). Config:
-    `t_max`, `n_t` (0 and log-spaced save times), `rtol`, `atol`, `mode`."""
-    mode = resolve_mode(mode)
-    X_np, Y_np = hierarchical_task()
+    `t_max`, `n_t` (0 and log-spaced save times), `rtol`, `atol`, `mode`.
+
+    **Arguments:**
+
+    The keyword-only configuration described above (on the command line:
+    `jaxdyn sweep NAME --config KEY=VALUE`).
+
+    **Returns:**
+
+    The `jd.Experiment`; its `axes` are the default grid.
+    """
+    X_np, Y_np = jd.data.hierarchical_task()
     P = X_np.shape[0]
     Syx_np = Y_np.T @ X_np / P
     ts_np = np.concatenate([[0.0], np.geomspace(1e-4, t_max, n_t - 1)])
+    solver = diffrax.Dopri8()
 
     def run(points):
-        from ..flow import gradient_flow
-
         dtype = jnp.result_type(float)
         X = jnp.asarray(X_np, dtype)
         Syx = jnp.asarray(Syx_np, dtype)
@@ -83,22 +73,25 @@ def make(
         lam = points["lam"].astype(dtype)
         B = lam.shape[0]
         keys = jax.vmap(jax.random.key)(points["seed"])
-        pre = jax.vmap(lambda k, l: converged_aligned(k, Syx, l))(keys, lam)
+        pre = jax.vmap(lambda k, l: jd.init.lambda_balanced_converged(k, Syx, l))(keys, lam)
         h = pre.W1.shape[-2]
-        probe = TwoLayerLinear(pre.W1, jnp.zeros((B, 1, h), dtype))
+        probe = jd.TwoLayerLinear(pre.W1, jnp.zeros((B, 1, h), dtype))
         # per-layer learning rates (0, 1): first layer frozen (tree_at skips shape checks)
         lr = eqx.tree_at(
             lambda m: (m.W1, m.W2), probe, (jnp.zeros((B,), dtype), jnp.ones((B,), dtype))
         )
         data = (X[:1], jnp.ones((1, 1), dtype))
-        kw = dict(rtol=rtol, atol=atol, max_steps=200_000)
-        import diffrax
-
-        kw["solver"] = diffrax.Dopri8()
-        if mode == "stacked":
-            traj = gradient_flow(probe, data, ts, lr=lr, batch=True, **kw)
-        else:
-            traj = jax.vmap(lambda m, e: gradient_flow(m, data, ts, lr=e, **kw))(probe, lr)
+        traj = jd.gradient_flow(
+            probe,
+            data,
+            ts,
+            lr=lr,
+            solver=solver,
+            rtol=rtol,
+            atol=atol,
+            max_steps=200_000,
+            batch=mode,
+        )
         # predictions of the new feature on every item: (B, T, P)
         f = jnp.einsum("btoh,bhd,pd->btp", traj.model.W2, pre.W1, X)
         K = jnp.einsum("pd,bhd,bhe,qe->bpq", X, pre.W1, pre.W1, X)
@@ -107,7 +100,7 @@ def make(
             -jnp.expm1(-k00[:, None, None] * ts[None, :, None])
         )
         dev = jnp.max(jnp.abs(f - f_th), axis=(1, 2))
-        t_fit = jax.vmap(crossing_time, in_axes=(None, 0))(ts, 0.9 - f[:, :, 0])
+        t_fit = jax.vmap(jd.metrics.crossing_time, in_axes=(None, 0))(ts, 0.9 - f[:, :, 0])
         transfer = f[:, -1, :] / f[:, -1, :1]
         return {
             "prediction": f,
@@ -119,7 +112,7 @@ def make(
             "status": traj.status.astype(jnp.int8),
         }
 
-    return Experiment(
+    return jd.Experiment(
         name="transfer",
         description="hierarchical 8-item task: fine-tuning a new feature from a pretrained "
         "representation vs λ (Dominé et al. 2024 App. D.3)",
@@ -132,10 +125,7 @@ def make(
         },
         coords={"t": ts_np, "item": np.arange(P)},
         attrs={
-            "solver": "diffrax.Dopri8 + PIDController(max norm)",
-            "rtol": rtol,
-            "atol": atol,
-            "mode": mode,
+            **jd.describe_solver(solver, rtol=rtol, atol=atol, batch=mode),
             "reference": "Dominé et al. 2024, arXiv:2409.14623, App. D.3/D.4; notes §6.3",
             "description": "pretrained = converged λ-balanced net on the hierarchical task; "
             "a new readout (first layer frozen) learns 'feature = 1' on item 0; prediction[t, j] "
@@ -155,6 +145,16 @@ def _groups(tr):
 
 
 def summary(ds) -> str:
+    """The numbers `jaxdyn sweep` prints after the transfer sweep.
+
+    **Arguments:**
+
+    - `ds`: the sweep's `xarray.Dataset`.
+
+    **Returns:**
+
+    A few lines of text.
+    """
     lam = ds["lam"].values
     sib, cou, dis = _groups(ds["transfer"].isel(seed=0).values)
     tf = ds["t_fit"].isel(seed=0).values
@@ -173,9 +173,19 @@ def summary(ds) -> str:
     return "\n".join(lines)
 
 
-def plot(ds, path):
-    """Fine-tuning time and transfer (sibling / cousin / distant) vs λ, against theory."""
-    plt = pyplot()
+def plot(ds, path) -> None:
+    """Fine-tuning time and transfer (sibling / cousin / distant) vs λ, against theory.
+
+    **Arguments:**
+
+    - `ds`: the sweep's `xarray.Dataset`.
+    - `path`: where to write the figure (any Matplotlib format, e.g. `.png`).
+
+    **Returns:**
+
+    Nothing; writes the figure to `path`.
+    """
+    plt = jd.plot.pyplot()
 
     sub = ds.isel(seed=0)
     lam = sub["lam"].values

@@ -94,7 +94,12 @@ class SingleNeuron(eqx.Module):
         return self.a * jnp.dot(self.w, x)
 
     def linear_map(self) -> Float[Array, "1 d"]:
-        """End-to-end map β = a·w as a `(1, d)` matrix."""
+        """End-to-end map β = a·w.
+
+        **Returns:**
+
+        A `(1, d)` matrix.
+        """
         return (self.a * self.w)[None, :]
 
 
@@ -122,7 +127,12 @@ class TwoLayerLinear(eqx.Module):
         return self.W2 @ (self.W1 @ x)
 
     def linear_map(self) -> Float[Array, "o d"]:
-        """End-to-end map W2 W1, shape `(o, d)`."""
+        """End-to-end map.
+
+        **Returns:**
+
+        $W_2 W_1$, shape `(o, d)`.
+        """
         return self.W2 @ self.W1
 
 
@@ -150,7 +160,12 @@ class DeepLinear(eqx.Module):
         return x
 
     def linear_map(self) -> Float[Array, "o d"]:
-        """End-to-end map W_L ⋯ W_1, shape `(o, d)`."""
+        r"""End-to-end map.
+
+        **Returns:**
+
+        $W_L \cdots W_1$, shape `(o, d)`.
+        """
         out = self.layers[0]
         for W in self.layers[1:]:
             out = W @ out
@@ -229,6 +244,18 @@ class MLP(eqx.Module):
         return h
 
 
-def is_linear_in_input(model) -> bool:
-    """Whether `model` has a `linear_map()` (so its MSE depends on data only via moments)."""
+def is_linear_in_input(model: eqx.Module) -> bool:
+    """Whether `model` is linear in its input, i.e. has a `linear_map()` method (then its MSE
+    and gradient depend on the data only through the moments XᵀX/n, XᵀY/n, YᵀY/n, which
+    `gradient_flow` uses).
+
+    **Arguments:**
+
+    - `model`: any Equinox model.
+
+    **Returns:**
+
+    `True` for `SingleNeuron`, `TwoLayerLinear`, `DeepLinear` (and any model defining
+    `linear_map`), else `False`.
+    """
     return hasattr(model, "linear_map")

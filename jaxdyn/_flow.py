@@ -9,7 +9,8 @@ continuous-time limit).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import diffrax
 import equinox as eqx
@@ -21,26 +22,28 @@ import optimistix as optx
 from jaxtyping import Array, ArrayLike, Float, PyTree
 
 from ._checks import check_data, check_finite_tree, check_ts, is_concrete
-from .models import is_linear_in_input
+from ._models import is_linear_in_input
+from ._results import RESULTS, status_code
 
-__all__ = ["RESULTS", "Trajectory", "gradient_flow", "gradient_descent", "mse_loss", "STATUS"]
+__all__ = [
+    "Trajectory",
+    "describe_solver",
+    "gradient_descent",
+    "gradient_flow",
+    "mse_loss",
+    "resolve_batch",
+]
+
+#: What `data` arguments accept: `(X, Y)` with `X (n, d)`, `Y (n,)` or `(n, o)`. Annotated
+#: loosely on purpose: the functions validate it themselves and raise a `TypeError`/`ValueError`
+#: naming the argument (a runtime type checker would pre-empt those messages).
+DataLike = Any
+#: Save times: a 1-D array or a sequence of numbers (shape and values validated by the
+#: functions, which name `ts` in their errors).
+TimesLike = ArrayLike | Sequence[float]
 
 DEFAULT_MAX_STEPS = 100_000
-
-
-#: Result codes: Diffrax's (`successful`, `max_steps_reached`, `event_occurred`, …) including
-#: Optimistix's `nonfinite`, which jaxdyn sets when a trajectory became NaN/inf.
-RESULTS = diffrax.RESULTS
-
-
-#: Integer status codes used in sweep Datasets (`status` variable).
-STATUS = {
-    0: "ok",
-    1: "stopped_at_loss",
-    2: "max_steps",
-    3: "nonfinite",
-    4: "failed",
-}
+DEFAULT_TOL = 1e-8
 
 
 class Trajectory(eqx.Module):
@@ -54,8 +57,8 @@ class Trajectory(eqx.Module):
     - `stats`: dict with `num_steps`, `num_accepted_steps`, `num_rejected_steps` and `t_final`
       (the time the solve ended: the last save time, or the hitting time of `stop_at_loss`).
     - `result`: a `jaxdyn.RESULTS` item (Diffrax's codes plus `nonfinite`). Check it with
-      `traj.result == jd.RESULTS.successful`; `traj.status` gives an integer code (see
-      `jaxdyn.flow.STATUS`).
+      `traj.result == jd.RESULTS.successful`; `traj.status` gives its integer index (see
+      `jaxdyn.status_meaning()`).
 
     Save times after a `stop_at_loss` event hold the state at the hitting time. Save times after
     a failure (max_steps, non-finite state) hold NaN, and `result` says why.
@@ -63,27 +66,17 @@ class Trajectory(eqx.Module):
     Under `jax.vmap`, or from a batched solve, every field has a leading batch axis.
     """
 
-    ts: Float[Array, " T"]
+    ts: Float[Array, "*batch T"]
     model: PyTree
-    loss: Float[Array, " T"]
+    loss: Float[Array, "*batch T"]
     stats: dict[str, Array]
-    result: diffrax.RESULTS
+    result: RESULTS
 
     @property
     def status(self) -> Array:
-        """Integer status: 0 ok, 1 stopped at `stop_at_loss`, 2 max_steps, 3 non-finite,
-        4 other failure."""
-        r = self.result
-        return jnp.select(
-            [
-                r == RESULTS.successful,
-                r == RESULTS.event_occurred,
-                r == RESULTS.max_steps_reached,
-                r == RESULTS.nonfinite,
-            ],
-            [0, 1, 2, 3],
-            4,
-        )
+        """Integer status: the index of `result` in `jaxdyn.RESULTS` (`int8`; 0 is
+        `successful`), the code a sweep stores in its `status` variable."""
+        return status_code(self.result)
 
     @property
     def final_model(self):
@@ -100,8 +93,19 @@ def _index_time(model, i):
 # Loss
 
 
-def mse_loss(model, data) -> Array:
-    """L = (1/2n) Σ_i ‖f(x_i) − y_i‖², evaluated on the data directly."""
+def mse_loss(model: eqx.Module, data: DataLike) -> Float[Array, ""]:
+    r"""The mean-squared-error loss $L = \frac{1}{2n}\sum_i \|f(x_i) - y_i\|^2$, the loss
+    `gradient_flow(loss="mse")` minimises, evaluated on the data directly.
+
+    **Arguments:**
+
+    - `model`: an Equinox model applied to one input `(d,)`.
+    - `data`: `(X, Y)` with `X (n, d)`, `Y (n,)` or `(n, o)`.
+
+    **Returns:**
+
+    The scalar loss.
+    """
     X, Y2, _ = check_data(data)
     return _mse_from_data(model, X, Y2)
 
@@ -128,15 +132,15 @@ def _make_loss(static, X, Y2, vector_y, loss, model):
         if is_linear_in_input(model):
             Sxx, Sxy, syy = _moments(X, Y2)
 
-            def L(params):
+            def L_moments(params):
                 return _mse_from_moments(eqx.combine(params, static), Sxx, Sxy, syy)
 
-        else:
+            return L_moments
 
-            def L(params):
-                return _mse_from_data(eqx.combine(params, static), X, Y2)
+        def L_data(params):
+            return _mse_from_data(eqx.combine(params, static), X, Y2)
 
-        return L
+        return L_data
     if callable(loss):
         Y = Y2[:, 0] if vector_y else Y2
 
@@ -158,8 +162,8 @@ def _lr_tree(lr, params, batch: bool):
     carry a leading batch axis."""
     if isinstance(lr, int | float) or (eqx.is_array_like(lr) and jnp.ndim(lr) == 0):
         lr = jnp.asarray(lr)
-        if is_concrete(lr) and float(lr) < 0:
-            raise ValueError(f"`lr` must be non-negative, got {float(lr)}.")
+        if is_concrete(lr) and not (np.isfinite(float(lr)) and float(lr) >= 0):
+            raise ValueError(f"`lr` must be non-negative and finite, got {float(lr)}.")
         return jax.tree_util.tree_map(lambda _: lr, params), False
     lr_params = eqx.filter(lr, eqx.is_array)
     p_struct = jax.tree_util.tree_structure(params)
@@ -192,8 +196,10 @@ def _lr_tree(lr, params, batch: bool):
                 f"`lr`: a leaf of shape {leaf_shape} does not broadcast to its parameter of shape "
                 f"{p.shape}."
             ) from None
-        if is_concrete(leaf) and bool(np.any(np.asarray(leaf) < 0)):
-            raise ValueError("`lr` must be non-negative in every leaf.")
+        if is_concrete(leaf):
+            v = np.asarray(leaf)
+            if not bool(np.all(np.isfinite(v) & (v >= 0))):
+                raise ValueError("`lr` must be non-negative and finite in every leaf.")
     return lr_params, batch
 
 
@@ -223,22 +229,126 @@ def _check_model_data(model, X, Y2, batch: bool):
         )
 
 
+BATCH_MODES = ("stacked", "vmap", "auto")
+
+
+def resolve_batch(batch: bool | str) -> str | None:
+    """The batched-solve mode `gradient_flow` uses for its `batch` argument.
+
+    **Arguments:**
+
+    - `batch`: `False`, `True` (same as `"stacked"`), `"stacked"`, `"vmap"` or `"auto"`.
+
+    **Returns:**
+
+    `None` for a single model, else `"stacked"` or `"vmap"`; `"auto"` resolves to `"stacked"`
+    on CPU (one stacked ODE is the fastest there) and to `"vmap"` on accelerators (per-member
+    steps). This is the only place the choice is made: experiments and sweeps pass their
+    `mode` through.
+    """
+    if batch is False:
+        return None
+    if batch is True:
+        return "stacked"
+    if isinstance(batch, str) and batch in BATCH_MODES:
+        if batch == "auto":
+            return "stacked" if jax.default_backend() == "cpu" else "vmap"
+        return batch
+    raise ValueError(f"`batch` must be False, True, 'stacked', 'vmap' or 'auto', got {batch!r}.")
+
+
+def _tolerances(rtol, atol, controller) -> tuple[float, float]:
+    if controller is not None:
+        if rtol is not None or atol is not None:
+            raise ValueError(
+                "`rtol`/`atol` cannot be combined with a custom `stepsize_controller`: give the "
+                "tolerances to the controller (e.g. diffrax.PIDController(rtol=..., atol=...))."
+            )
+        return DEFAULT_TOL, DEFAULT_TOL
+    rtol = DEFAULT_TOL if rtol is None else rtol
+    atol = DEFAULT_TOL if atol is None else atol
+    for name, v in (("rtol", rtol), ("atol", atol)):
+        if is_concrete(v) and not (np.isfinite(v) and float(v) > 0):
+            raise ValueError(f"`{name}` must be positive and finite, got {v}.")
+    return rtol, atol
+
+
+def _vmap_flow(model, data, ts, *, lr, **kwargs) -> Trajectory:
+    """`jax.vmap` of the single-model flow over the leading axis of `model` (and of a pytree
+    `lr`); static (non-array) fields are shared."""
+    scalar_lr = isinstance(lr, int | float) or (eqx.is_array_like(lr) and jnp.ndim(lr) == 0)
+
+    def one(m, eta):
+        return gradient_flow(m, data, ts, lr=eta, **kwargs)
+
+    in_axes = (eqx.if_array(0), None if scalar_lr else eqx.if_array(0))
+    return eqx.filter_vmap(one, in_axes=in_axes)(model, lr)
+
+
+def describe_solver(
+    solver: diffrax.AbstractSolver | None = None,
+    stepsize_controller: diffrax.AbstractStepSizeController | None = None,
+    *,
+    rtol: float | None = None,
+    atol: float | None = None,
+    batch: bool | str = False,
+) -> dict[str, Any]:
+    """Dataset attributes describing a `gradient_flow` configuration, generated from the
+    Diffrax objects themselves (so an experiment never writes them by hand).
+
+    **Arguments:**
+
+    - `solver`, `stepsize_controller`, `rtol`, `atol`, `batch`: as for `gradient_flow`
+      (`None` means its default).
+
+    **Returns:**
+
+    A dict with `solver` (e.g. `"diffrax.Dopri8 + PIDController(max norm)"`), `rtol`, `atol`,
+    and `mode` (the resolved batch mode) when `batch` is not `False`.
+    """
+    rtol, atol = _tolerances(rtol, atol, stepsize_controller)
+    solver = diffrax.Tsit5() if solver is None else solver
+    controller = (
+        _default_controller(rtol, atol) if stepsize_controller is None else stepsize_controller
+    )
+    text = f"diffrax.{type(solver).__name__} + {type(controller).__name__}"
+    if isinstance(controller, diffrax.PIDController):
+        rtol, atol = float(controller.rtol), float(controller.atol)
+        notes = []
+        if controller.norm is optx.max_norm:
+            notes.append("max norm")
+        elif controller.norm is optx.rms_norm:
+            notes.append("RMS norm")
+        if controller.dtmin is not None:
+            notes.append("dtmin forced" if controller.force_dtmin else "dtmin")
+        text += f"({', '.join(notes)})" if notes else ""
+    attrs: dict[str, Any] = {"solver": text, "rtol": rtol, "atol": atol}
+    mode = resolve_batch(batch)
+    if mode is not None:
+        attrs["mode"] = mode
+    return attrs
+
+
+def _default_controller(rtol, atol) -> diffrax.PIDController:
+    return diffrax.PIDController(rtol=rtol, atol=atol, norm=optx.max_norm)
+
+
 def gradient_flow(
     model,
-    data: tuple[ArrayLike, ArrayLike],
-    ts: ArrayLike,
+    data: DataLike,
+    ts: TimesLike,
     *,
     lr: float | PyTree = 1.0,
     loss: str | Callable = "mse",
     solver: diffrax.AbstractSolver | None = None,
-    rtol: float = 1e-8,
-    atol: float = 1e-8,
+    rtol: float | None = None,
+    atol: float | None = None,
     max_steps: int | None = DEFAULT_MAX_STEPS,
     stop_at_loss: float | None = None,
     adjoint: diffrax.AbstractAdjoint | None = None,
     stepsize_controller: diffrax.AbstractStepSizeController | None = None,
     dt0: float | None = None,
-    batch: bool = False,
+    batch: bool | str = False,
 ) -> Trajectory:
     r"""Solve gradient flow $\dot\theta = -\eta \odot \nabla_\theta L(\theta)$ with Diffrax.
 
@@ -256,18 +366,27 @@ def gradient_flow(
       does not depend on n.
     - `solver`: any Diffrax solver; default `diffrax.Tsit5()` (use `diffrax.Dopri8()` for tight
       tolerances).
-    - `rtol`, `atol`: tolerances of the default `diffrax.PIDController`, whose error norm is the
-      max norm (every component meets the tolerance, also in a batched solve).
+    - `rtol`, `atol`: tolerances (default 1e-8 each) of the default `diffrax.PIDController`,
+      whose error norm is the max norm (every component meets the tolerance, also in a batched
+      solve). They must be positive and finite. With a custom `stepsize_controller` they must
+      not be given (the controller carries its own tolerances): passing both raises
+      `ValueError` rather than silently ignoring one of them.
     - `max_steps`: solver step limit; hitting it is reported in `result`, not raised.
     - `stop_at_loss`: if given, the solve ends when the loss falls to this value (a Diffrax
       event; the hitting time is `traj.stats["t_final"]`).
     - `adjoint`: Diffrax adjoint for reverse-mode autodiff (default `RecursiveCheckpointAdjoint`).
     - `stepsize_controller`, `dt0`: override Diffrax's step-size control.
-    - `batch`: if True, every array of `model` (and of a pytree `lr`) has a leading batch axis and
-      all members are solved as one stacked ODE with shared adaptive steps under the max-norm
-      error control, so every member meets `rtol`/`atol`. The output has the batch axis first,
-      like `jax.vmap(gradient_flow)` would return. One member's failure (max_steps) fails the
-      solve for all; a member that becomes non-finite is marked `nonfinite`.
+    - `batch`: `False` (one model), or how to solve a batch of models, every array of `model`
+      (and of a pytree `lr`) carrying a leading batch axis:
+        - `"stacked"` (or `True`): all members as one stacked ODE with shared adaptive steps
+          under the max-norm error control, so every member meets `rtol`/`atol`. One member's
+          failure (max_steps) fails the solve for all; a member that becomes non-finite is
+          marked `nonfinite`. The fast path on CPU.
+        - `"vmap"`: `jax.vmap` of the single-model solve; every member keeps its own adaptive
+          steps and its own `result`. The fast path on accelerators.
+        - `"auto"`: `"stacked"` on CPU, `"vmap"` on GPU/TPU (see `resolve_batch`).
+
+      The output has the batch axis first, exactly as `jax.vmap(gradient_flow)` would return.
 
     **Returns:**
 
@@ -283,8 +402,9 @@ def gradient_flow(
         raise ValueError(f"`max_steps` must be a positive integer or None, got {max_steps}.")
     if stop_at_loss is not None and is_concrete(stop_at_loss) and not np.isfinite(stop_at_loss):
         raise ValueError(f"`stop_at_loss` must be finite, got {stop_at_loss}.")
-    if not isinstance(batch, bool):
-        raise TypeError(f"`batch` must be a bool, got {type(batch).__name__}.")
+    mode = resolve_batch(batch)
+    rtol, atol = _tolerances(rtol, atol, stepsize_controller)
+    batch = mode is not None
 
     params, static = eqx.partition(model, eqx.is_inexact_array)
     if not jax.tree_util.tree_leaves(params):
@@ -301,6 +421,23 @@ def gradient_flow(
             )
     _check_model_data(model, X, Y2, batch)
     lr_tree, lr_batched = _lr_tree(lr, params, batch)
+    if mode == "vmap":
+        custom = stepsize_controller is not None
+        return _vmap_flow(
+            model,
+            (X, Y2[:, 0] if vector_y else Y2),
+            ts,
+            lr=lr,
+            loss=loss,
+            solver=solver,
+            rtol=None if custom else rtol,
+            atol=None if custom else atol,
+            max_steps=max_steps,
+            stop_at_loss=stop_at_loss,
+            adjoint=adjoint,
+            stepsize_controller=stepsize_controller,
+            dt0=dt0,
+        )
 
     dtype = jnp.result_type(*jax.tree_util.tree_leaves(params))
     ts = ts.astype(dtype) if jnp.issubdtype(dtype, jnp.floating) else ts
@@ -322,19 +459,20 @@ def gradient_flow(
         def vf(t, y, args):
             return batch_vf(y, args)
 
-        def total_loss(y):
-            return jnp.max(batch_loss(y))
     else:
+        batch_loss = None
 
         def vf(t, y, args):
             return member_vf(y, args)
 
-        total_loss = L
+    def total_loss(y):
+        # the stop_at_loss event of a stacked solve fires when the worst member hits it
+        return L(y) if batch_loss is None else jnp.max(batch_loss(y))
 
     if solver is None:
         solver = diffrax.Tsit5()
     if stepsize_controller is None:
-        stepsize_controller = diffrax.PIDController(rtol=rtol, atol=atol, norm=optx.max_norm)
+        stepsize_controller = _default_controller(rtol, atol)
     if adjoint is None:
         adjoint = diffrax.RecursiveCheckpointAdjoint()
     event = None
@@ -362,13 +500,15 @@ def gradient_flow(
         throw=False,
     )
 
-    result = sol.result
+    result = RESULTS.promote(sol.result)
     stopped = result == RESULTS.event_occurred
     # Diffrax writes the state at an event into the first unused save slot and leaves later
     # slots (and the t1 slot) at inf; a failed solve leaves its unused slots at inf too.
-    last = jnp.sum(jnp.isfinite(sol.ts)) - 1
-    t_final = sol.ts[last]
-    on_time = jnp.isfinite(sol.ts[:-1]) & (sol.ts[:-1] == ts)  # (T,)
+    sol_ts = sol.ts
+    assert sol_ts is not None  # SaveAt(ts=...) always saves times
+    last = jnp.sum(jnp.isfinite(sol_ts)) - 1
+    t_final = sol_ts[last]
+    on_time = jnp.isfinite(sol_ts[:-1]) & (sol_ts[:-1] == ts)  # (T,)
 
     def fill(y):
         y_last = y[last]
@@ -405,7 +545,7 @@ def _mark_nonfinite(ys, loss_t, result):
     for y in jax.tree_util.tree_leaves(ys):
         finite = finite & jnp.all(jnp.isfinite(y))
     ok = (result == RESULTS.successful) | (result == RESULTS.event_occurred)
-    return RESULTS.where(ok & ~finite, RESULTS.nonfinite, result)
+    return RESULTS.where(ok & ~finite, RESULTS.nonfinite, result)  # pyright: ignore[reportArgumentType]
 
 
 def _stats(sol, t_final, bcast):
@@ -424,7 +564,7 @@ def _stats(sol, t_final, bcast):
 
 def gradient_descent(
     model,
-    data: tuple[ArrayLike, ArrayLike],
+    data: DataLike,
     steps: int,
     *,
     lr: float | PyTree,

@@ -1,15 +1,14 @@
 r"""Exact learning dynamics of two-layer linear networks.
 
 - Saxe, McClelland, Ganguli (2014), "Exact solutions to the nonlinear dynamics of learning in
-  deep linear neural networks" (ICLR 2014): aligned zero-balanced modes (`saxe_modes`).
+  deep linear neural networks" (ICLR 2014, arXiv:1312.6120): aligned zero-balanced modes
+  (`saxe_modes`).
 - Dominé, Anguita, Proca, Braun, Kunin, Mediano, Saxe (2024), "From Lazy to Rich: Exact
   Learning Dynamics in Deep Linear Networks" (ICLR 2025, arXiv:2409.14623): the λ-balanced
   matrix Riccati solution (`lambda_balanced`), its aligned scalar form
   (`lambda_balanced_mode`), reversal learning (`reversal_time`) and the finite-width NTK
-  (`ntk_two_layer_linear`, `ntk_from_solution`).
-
-Equation and theorem numbers of Dominé et al. are as numbered in the ICLR version according to
-secondary sources; verify against the PDF.
+  (`ntk_two_layer_linear`, `ntk_from_solution`). Theorem, lemma and equation numbers of
+  Dominé et al. refer to the ICLR 2025 version.
 
 Conventions (jaxdyn): rows of `X (n, d)` are samples, `Y (n, o)`,
 $L = \frac{1}{2n}\sum_i \|W_2W_1x_i - y_i\|^2$ and gradient flow $\tau\,\dot W = -\nabla_W L$
@@ -18,16 +17,17 @@ $L = \frac{1}{2n}\sum_i \|W_2W_1x_i - y_i\|^2$ and gradient flow $\tau\,\dot W =
 
 from __future__ import annotations
 
-import math
-
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.scipy.linalg import solve_triangular
-from jaxtyping import Array, Bool, Float
+from jaxtyping import Array, ArrayLike, Bool, Float, Real
 
-from .._init_linear import split_singular_values
+from .._checks import is_concrete
+from .._results import RESULTS
+from ..data._whitening import check_whitened, whitening_tol
+from ..init._linear import split_singular_values
 
 __all__ = [
     "LambdaBalancedSolution",
@@ -44,10 +44,6 @@ _PIVOT_TOL = 1e4  # × eps: a task mode whose B-column is this dependent is trea
 _COND_FALLBACK = 1e3  # above this cond(B) the Fukumizu form is used at early times
 
 
-def _is_concrete(*xs) -> bool:
-    return not any(isinstance(x, jax.core.Tracer) for x in xs)
-
-
 def _float_dtype(*xs):
     dt = jnp.result_type(*xs)
     if not jnp.issubdtype(dt, jnp.floating):
@@ -56,7 +52,8 @@ def _float_dtype(*xs):
 
 
 class LambdaBalancedSolution(eqx.Module):
-    r"""Exact trajectory of a λ-balanced two-layer linear network (`lambda_balanced`).
+    r"""Exact trajectory of a λ-balanced two-layer linear network, as returned by
+    `lambda_balanced`: the blocks of $QQ^\top(t)$, $Q = [W_1^\top; W_2]$.
 
     **Fields:**
 
@@ -68,6 +65,12 @@ class LambdaBalancedSolution(eqx.Module):
     - `lam`: the conserved imbalance λ (scalar).
     - `fallback`: `(T,)` bool, where the Fukumizu form (early times, ill-conditioned `B`) was
       used instead of the stable form.
+    - `result`: a `jaxdyn.RESULTS` item: `successful`; `outside_domain` when the inputs are
+      outside the solution's domain (not whitened, not λ-balanced, non-finite, negative or
+      infinite times, or τ ≤ 0; checked inside `jit`, so also for traced inputs, where no
+      `ValueError` can be raised); `solver_failed` when valid inputs gave non-finite output
+      (the Cholesky factorisation or triangular solve failed). Under `vmap`, one item per
+      member.
     """
 
     ts: Float[Array, " T"]
@@ -77,6 +80,7 @@ class LambdaBalancedSolution(eqx.Module):
     loss: Float[Array, " T"]
     lam: Float[Array, ""]
     fallback: Bool[Array, " T"]
+    result: RESULTS
 
 
 def _w(a, m, x):
@@ -110,6 +114,12 @@ def _cd(s, lam):
     return om, c, d
 
 
+def _balance_tol(dtype) -> float:
+    """Tolerance of the λ-balance check, relative to 1 + max|W2ᵀW2| + max|W1W1ᵀ|: 10·√ε, the
+    same as the whitening check's (`jaxdyn.data.whitening_tol`)."""
+    return whitening_tol(dtype)
+
+
 def _check_inputs(W1_0, W2_0, X, Y, ts, tau):
     if W1_0.ndim != 2 or W2_0.ndim != 2 or W2_0.shape[1] != W1_0.shape[0]:
         raise ValueError(
@@ -123,23 +133,14 @@ def _check_inputs(W1_0, W2_0, X, Y, ts, tau):
         raise ValueError(f"`Y` must have shape (n={X.shape[0]}, o={o}) or (n,), got {Y.shape}.")
     if ts.ndim != 1:
         raise ValueError(f"`ts` must be 1-D, got shape {ts.shape}.")
-    if _is_concrete(X, Y):
-        Xn, Yn = np.asarray(X), np.asarray(Y)
-        if not (np.all(np.isfinite(Xn)) and np.all(np.isfinite(Yn))):
+    if is_concrete(X, Y):
+        if not (np.all(np.isfinite(np.asarray(X))) and np.all(np.isfinite(np.asarray(Y)))):
             raise ValueError("`X` and `Y` must be finite (found NaN or inf).")
-        n = Xn.shape[0]
-        eps = np.finfo(Xn.dtype).eps
-        err = float(np.max(np.abs(Xn.T @ Xn / n - np.eye(d)))) if n > 0 else np.inf
-        if not err <= 10 * math.sqrt(eps):
-            raise ValueError(
-                "`X` must be whitened (X.T @ X / n == I_d, rows of X are samples): the exact "
-                f"λ-balanced solution needs it (max deviation {err:.3g})."
-            )
-    if _is_concrete(W1_0, W2_0):
+    check_whitened(X, name="X", purpose="the exact λ-balanced solution")
+    if is_concrete(W1_0, W2_0):
         A, B = np.asarray(W1_0), np.asarray(W2_0)
         if not (np.all(np.isfinite(A)) and np.all(np.isfinite(B))):
             raise ValueError("`W1_0, W2_0` must be finite.")
-        eps = np.finfo(A.dtype).eps
         G2, G1 = B.T @ B, A @ A.T
         # Zero units (a narrower net padded with `jaxdyn.init.mask_width`) are exempt.
         live = (np.sum(A**2, axis=1) + np.sum(B**2, axis=0)) > 0
@@ -147,41 +148,49 @@ def _check_inputs(W1_0, W2_0, X, Y, ts, tau):
         lam = float(np.mean(np.diag(D))) if D.size else 0.0
         err = float(np.max(np.abs(D - lam * np.eye(D.shape[0])))) if D.size else 0.0
         size = 1.0 + float(np.max(np.abs(G2))) + float(np.max(np.abs(G1)))
-        if not err <= 10 * math.sqrt(eps) * size:
+        if not err <= _balance_tol(A.dtype) * size:
             raise ValueError(
                 "`W1_0, W2_0` must be λ-balanced, W2_0ᵀW2_0 − W1_0W1_0ᵀ = λ I_h "
                 f"(max deviation from λ·I is {err:.3g} at λ = {lam:.6g}); "
                 "see `jaxdyn.init.lambda_balanced`."
             )
-    if _is_concrete(ts) and ts.shape[0] > 0 and not np.all(np.asarray(ts) >= 0):
+    if is_concrete(ts) and ts.shape[0] > 0 and not np.all(np.asarray(ts) >= 0):
         raise ValueError("`ts` must be non-negative.")
-    if _is_concrete(tau) and not float(tau) > 0:
+    if is_concrete(tau) and not float(tau) > 0:
         raise ValueError(f"`tau` must be positive, got {tau!r}.")
 
 
-def lambda_balanced(W1_0, W2_0, X, Y, ts, tau=1.0) -> LambdaBalancedSolution:
+def lambda_balanced(
+    W1_0: Float[ArrayLike, "h d"],
+    W2_0: Float[ArrayLike, "o _h"],
+    X: Float[ArrayLike, "n d"],
+    Y: Float[ArrayLike, "n _o"] | Float[ArrayLike, " n"],
+    ts: Real[ArrayLike, " T"],
+    tau: Real[ArrayLike, ""] = 1.0,
+) -> LambdaBalancedSolution:
     r"""Exact gradient-flow trajectory of a λ-balanced two-layer linear network.
 
     For $f(x) = W_2W_1x$ trained on whitened inputs ($X^\top X/n = I_d$) by
     $\tau\dot W = -\nabla_W L$ from weights with $W_2^\top W_2 - W_1W_1^\top = \lambda I_h$,
     $Q = [W_1^\top; W_2]$ obeys the Riccati equation
-    $\tau\,\tfrac{d}{dt}QQ^\top = FQQ^\top + QQ^\top F - (QQ^\top)^2$ with
-    $F = \begin{bmatrix}-\tfrac{\lambda}{2}I & \tilde\Sigma_{yx}^\top\\
-    \tilde\Sigma_{yx} & \tfrac{\lambda}{2}I\end{bmatrix}$, solved in closed form by Dominé et al.
-    (2024), Theorem 4.3 / Eqs. 13–15 (as numbered in the ICLR version; verify). With the
-    eigenvectors $O = [O^+, O^-, O_\perp]$ of $F$ (rates $\omega_\alpha = \sqrt{s_\alpha^2 +
-    \lambda^2/4}$, $-\omega_\alpha$, $\mu_\perp = \mathrm{sgn}(o-d)\lambda/2$) and
-    $K = O^\top Q_0 = [B^\top; C^\top; D^\top]$, the exact solution (Fukumizu 1998 form) is
-    $QQ^\top(t) = Oe^{\Lambda x}K\,[I + K^\top J(x) K]^{-1}K^\top e^{\Lambda x}O^\top$,
-    $x = t/\tau$, $J = (e^{2\Lambda x} - I)(2\Lambda)^{-1}$.
+    $$\tau\,\tfrac{d}{dt}QQ^\top = FQQ^\top + QQ^\top F - (QQ^\top)^2,\qquad
+    F = \begin{bmatrix}-\tfrac{\lambda}{2}I_d & \tilde\Sigma_{yx}^\top\\
+    \tilde\Sigma_{yx} & \tfrac{\lambda}{2}I_o\end{bmatrix}.$$
+    With the eigenvectors $O = [O^+, O^-, O_\perp]$ of $F$ (eigenvalues
+    $\omega_\alpha = \sqrt{\tilde s_\alpha^2 + \lambda^2/4}$, $-\omega_\alpha$ and
+    $\mu_\perp = \mathrm{sgn}(o-d)\lambda/2$) and $K = O^\top Q_0 = [B^\top; C^\top; D^\top]$,
+    the exact solution (in Fukumizu's 1998 form) is
+    $$QQ^\top(t) = Oe^{\Lambda x}K\,[I + K^\top J(x) K]^{-1}K^\top e^{\Lambda x}O^\top,\qquad
+    x = t/\tau,\ J = (e^{2\Lambda x} - I)(2\Lambda)^{-1}.$$
 
-    It is evaluated in the numerically stable form: right-multiplying by
+    It is evaluated in a numerically stable form: right-multiplying by
     $T(x) = [\,B_P(B_P^\top B_P)^{-1}e^{-\Omega_P x},\ N e^{-\nu x}\,]$ — pivot modes $P$ (task
     modes whose column of $B$ is independent of the earlier, faster ones), $N$ an orthonormal
     basis of the hidden directions not seen by them, $\nu = \max(\mu_\perp, 0)$ — leaves
     $QQ^\top = Z M^{-1} Z^\top$ with every exponent non-positive, so it is finite at any
     $t$ and any λ, and $M$ is factorised by Cholesky (no explicit inverse). For
     $h = \min(d, o)$ and invertible $B$ this is exactly the paper's form; it also covers
+    ([D], our extension, checked against ODE solves):
 
     - the wider admissible shapes `h > min(d, o)` (then `h - min(d, o)` extra hidden
       directions follow the ⊥ block, growing at rate $\mu_\perp \geq 0$);
@@ -201,22 +210,35 @@ def lambda_balanced(W1_0, W2_0, X, Y, ts, tau=1.0) -> LambdaBalancedSolution:
     **Arguments:**
 
     - `W1_0`: first layer at t = 0, shape `(h, d)`.
-    - `W2_0`: second layer at t = 0, shape `(o, h)`.
-    - `X`: inputs, shape `(n, d)`, rows are samples, whitened: `X.T @ X / n == I_d`.
+    - `W2_0`: second layer at t = 0, shape `(o, h)`; with `W1_0` λ-balanced,
+      $W_2^\top W_2 - W_1W_1^\top = \lambda I_h$ (zero units, as padded by
+      `jaxdyn.init.mask_width`, are exempt).
+    - `X`: inputs, shape `(n, d)`, rows are samples, whitened: `X.T @ X / n == I_d`
+      (checked with `jaxdyn.data.check_whitened` when concrete).
     - `Y`: targets, shape `(n, o)` or `(n,)`.
     - `ts`: non-negative save times, shape `(T,)`.
-    - `tau`: time constant τ = 1/learning rate.
+    - `tau`: time constant τ = 1/learning rate (positive).
 
     **Returns:**
 
-    A `LambdaBalancedSolution` with `product`, `gram_in`, `gram_out`, `loss` at every time.
+    A `LambdaBalancedSolution` with `product`, `gram_in`, `gram_out`, `loss` at every time and
+    its `result` (`jaxdyn.RESULTS.successful`, or `outside_domain` / `solver_failed`).
 
-    Raises `ValueError` (when inputs are concrete) if `X` is not whitened or `W1_0, W2_0` are
-    not λ-balanced. Jittable and vmappable.
+    **Raises:** `ValueError` (when the inputs are concrete) if `X` is not whitened,
+    `W1_0, W2_0` are not λ-balanced, or on shape mismatches, non-finite data, negative times
+    or τ ≤ 0. For traced inputs the same conditions are reported in `result` instead.
+    Jittable and vmappable.
 
-    **References:** Dominé et al. (2024), arXiv:2409.14623, Theorem 4.3, Eqs. 13–15 (solution),
-    Lemma 4.2 (eigendecomposition of F); Fukumizu (1998), "Effect of batch learning in
-    multilayer neural networks"; Braun et al. (2022) for the λ = 0 case.
+    ??? cite "Reference"
+
+        Dominé, Anguita, Proca, Braun, Kunin, Mediano, Saxe 2024, *From Lazy to Rich: Exact
+        Learning Dynamics in Deep Linear Networks*, ICLR 2025, arXiv:2409.14623, Theorem 4.3 /
+        Eqs. (13)–(15) (the λ-balanced solution) and Lemma 4.2 (eigendecomposition of F).
+        Fukumizu 1998, *Effect of batch learning in multilayer neural networks* (ICONIP 1998),
+        for the form $e^{Fx}Q_0[I + Q_0^\top J Q_0]^{-1}Q_0^\top e^{Fx}$ used at early times.
+        Braun, Dominé, Fitzgerald, Saxe 2022, *Exact learning dynamics of deep linear networks
+        with prior knowledge*, NeurIPS 2022, for the λ = 0 case. The pivoted stable form is our
+        derivation (jaxdyn notes, Dominé digest §2.5 [D]).
     """
     W1_0 = jnp.asarray(W1_0)
     W2_0 = jnp.asarray(W2_0)
@@ -359,6 +381,24 @@ def _lambda_balanced(W1_0, W2_0, X, Y, ts, tau) -> LambdaBalancedSolution:
     gram_out = P[:, d:, d:]
     const = 0.5 * jnp.sum(Y**2) / n - 0.5 * jnp.sum(Syx**2)
     loss = 0.5 * jnp.sum((product - Syx) ** 2, axis=(1, 2)) + const
+
+    # Domain checks that also run on traced inputs (the eager ones raise ValueError first).
+    white_err = jnp.max(jnp.abs(X.T @ X / n - jnp.eye(d, dtype=dtype)))
+    G2, G1 = W2_0.T @ W2_0, W1_0 @ W1_0.T
+    both_live = live[:, None] & live[None, :]
+    bal_err = jnp.max(jnp.where(both_live, jnp.abs(G2 - G1 - lam * Imat), 0.0))
+    bal_size = 1.0 + jnp.max(jnp.abs(G2)) + jnp.max(jnp.abs(G1))
+    in_domain = (
+        (white_err <= whitening_tol(dtype))
+        & (bal_err <= _balance_tol(dtype) * bal_size)
+        & jnp.all(jnp.isfinite(Y))
+        & jnp.all(ts >= 0)
+        & jnp.all(jnp.isfinite(ts))
+        & (tau > 0)
+    )
+    finite = jnp.all(jnp.isfinite(P)) & jnp.all(jnp.isfinite(loss)) & jnp.isfinite(lam)
+    result = RESULTS.where(finite, RESULTS.successful, RESULTS.solver_failed)  # pyright: ignore
+    result = RESULTS.where(in_domain, result, RESULTS.outside_domain)
     return LambdaBalancedSolution(
         ts=ts,
         product=product,
@@ -367,6 +407,7 @@ def _lambda_balanced(W1_0, W2_0, X, Y, ts, tau) -> LambdaBalancedSolution:
         loss=loss,
         lam=lam,
         fallback=fb,
+        result=result,
     )
 
 
@@ -376,11 +417,15 @@ def _times(ts, tau, ndim):
 
 
 @jax.jit
-def saxe_modes(s, a0, ts, tau=1.0):
-    r"""Aligned mode strengths of a zero-balanced (λ = 0) two-layer linear net.
+def saxe_modes(
+    s: Real[ArrayLike, "..."],
+    a0: Real[ArrayLike, "..."],
+    ts: Real[ArrayLike, " T"],
+    tau: Real[ArrayLike, ""] = 1.0,
+) -> Float[Array, "T ..."]:
+    r"""Aligned mode strengths of a zero-balanced (λ = 0) two-layer linear network.
 
-    $a(t) = \dfrac{s\,e^{2st/\tau}}{e^{2st/\tau} - 1 + s/a_0}$ (Saxe et al. 2014, Eq. 7;
-    the λ → 0 limit of Dominé et al. 2024, Eq. 17 as numbered in the ICLR version; verify),
+    $$a(t) = \frac{s\,e^{2st/\tau}}{e^{2st/\tau} - 1 + s/a_0},$$
     evaluated as $a = a_0 / (e^{-2sx} + a_0(1 - e^{-2sx})/s)$, $x = t/\tau$, which never
     overflows and has the $s \to 0$ limit $a_0/(1 + 2a_0x)$.
 
@@ -394,6 +439,13 @@ def saxe_modes(s, a0, ts, tau=1.0):
     **Returns:**
 
     Array of shape `(T, *broadcast(s, a0).shape)`.
+
+    ??? cite "Reference"
+
+        Saxe, McClelland, Ganguli 2014, *Exact solutions to the nonlinear dynamics of learning
+        in deep linear neural networks*, ICLR 2014, arXiv:1312.6120, Eq. (7) (mode strength
+        $u_f(t)$ from a small balanced initialisation). It is the λ → 0 limit of Dominé et al.
+        2024, arXiv:2409.14623, Theorem 5.1 / Eq. (17).
     """
     s, a0 = jnp.broadcast_arrays(jnp.asarray(s, float), jnp.asarray(a0, float))
     x = _times(ts, tau, s.ndim)
@@ -404,17 +456,25 @@ def saxe_modes(s, a0, ts, tau=1.0):
 
 
 @jax.jit
-def lambda_balanced_mode(s, a0, lam, ts, tau=1.0):
+def lambda_balanced_mode(
+    s: Real[ArrayLike, "..."],
+    a0: Real[ArrayLike, "..."],
+    lam: Real[ArrayLike, "..."],
+    ts: Real[ArrayLike, " T"],
+    tau: Real[ArrayLike, ""] = 1.0,
+) -> Float[Array, "T ..."]:
     r"""Aligned mode strength $a(t)$ of a λ-balanced two-layer linear network.
 
-    Solves $\tau\dot a = \sqrt{\lambda^2 + 4a^2}\,(s - a)$ (Dominé et al. 2024, Theorem 5.1 /
-    Eqs. 16–17 as numbered in the ICLR version; verify) in the closed form (digest §3)
+    Solves $\tau\dot a = \sqrt{\lambda^2 + 4a^2}\,(s - a)$ in the closed form
     $$a(t) = \frac{p^2 s - pm\lambda e - m^2 s e^2}{2\omega e + p^2(1-e) + m^2(e - e^2)},$$
     $e = e^{-2\omega t/\tau}$, $\omega = \sqrt{s^2 + \lambda^2/4}$, $p = c\sigma_1 + d\sigma_2$,
-    $m = -d\sigma_1 + c\sigma_2$ with $\sigma_{2,1}(0)^2 = (\sqrt{\lambda^2+4a_0^2}\pm\lambda)/2$,
-    $\mathrm{sgn}\,\sigma_1 = \mathrm{sgn}\,a_0$. Every exponent is non-positive (no overflow).
-    Valid for every λ (λ = 0 gives `saxe_modes`; a0 < 0 at λ = 0 decays to the saddle a = 0;
-    a0 < 0 at λ ≠ 0 crosses zero, see `reversal_time`).
+    $m = -d\sigma_1 + c\sigma_2$, $c = \sqrt{(1 - \lambda/2\omega)/2}$,
+    $d = \sqrt{(1 + \lambda/2\omega)/2}$, with $\sigma_{2,1}(0)^2 = (\sqrt{\lambda^2+4a_0^2}
+    \pm\lambda)/2$ and $\mathrm{sgn}\,\sigma_1 = \mathrm{sgn}\,a_0$ (this rational form is our
+    rewriting [D], jaxdyn notes, Dominé digest §3; the paper writes it as
+    $a(t) = a(0) + \gamma(t;\lambda)(s - a(0))$). Every exponent is non-positive (no
+    overflow). Valid for every λ (λ = 0 gives `saxe_modes`; a0 < 0 at λ = 0 decays to the
+    saddle a = 0; a0 < 0 at λ ≠ 0 crosses zero, see `reversal_time`).
 
     **Arguments:**
 
@@ -427,6 +487,11 @@ def lambda_balanced_mode(s, a0, lam, ts, tau=1.0):
     **Returns:**
 
     Array of shape `(T, *broadcast(s, a0, lam).shape)`.
+
+    ??? cite "Reference"
+
+        Dominé et al. 2024, *From Lazy to Rich*, ICLR 2025, arXiv:2409.14623, Theorem 5.1 /
+        Eqs. (16)–(17) (singular-value dynamics of a task-aligned λ-balanced network).
     """
     s, a0, lam = jnp.broadcast_arrays(
         jnp.asarray(s, float), jnp.asarray(a0, float), jnp.asarray(lam, float)
@@ -444,39 +509,73 @@ def lambda_balanced_mode(s, a0, lam, ts, tau=1.0):
     return num / den
 
 
-def reversal_time(s, lam, tau=1.0):
+def reversal_time(
+    s: Real[ArrayLike, "..."],
+    lam: Real[ArrayLike, "..."],
+    tau: Real[ArrayLike, ""] = 1.0,
+) -> Float[Array, "..."]:
     r"""Zero-crossing time of an aligned mode after the task is reversed ($s \to -s$).
 
     A mode converged to $a = s$ and then trained on $-s$ at imbalance λ ≠ 0 crosses $a = 0$ at
-    $t^* = \dfrac{\tau}{2\omega}\ln\!\left(1 + \dfrac{2\omega}{|\lambda|}\right)$,
-    $\omega = \sqrt{s^2 + \lambda^2/4}$ (Dominé et al. 2024, App. D.2, reversal learning; digest
-    §6.2). Diverges like $(\tau/2s)\ln(2s/|\lambda|)$ as λ → 0 (at λ = 0 it never reverses: inf).
-    Broadcasts over `s` and `lam`.
+    $$t^* = \frac{\tau}{2\omega}\ln\!\left(1 + \frac{2\omega}{|\lambda|}\right),\qquad
+    \omega = \sqrt{s^2 + \lambda^2/4}.$$
+    It diverges like $(\tau/2s)\ln(2s/|\lambda|)$ as λ → 0 (at λ = 0 the mode never reverses:
+    `inf`). This closed form is our derivation from `lambda_balanced_mode` [D] (jaxdyn notes,
+    Dominé digest §6.2); the paper states the qualitative result.
+
+    **Arguments:**
+
+    - `s`: task singular values (> 0), any shape.
+    - `lam`: imbalance λ, broadcasting with `s`.
+    - `tau`: time constant.
+
+    **Returns:**
+
+    $t^*$, shape `broadcast(s, lam).shape`.
+
+    ??? cite "Reference"
+
+        Dominé et al. 2024, *From Lazy to Rich*, ICLR 2025, arXiv:2409.14623, App. D.2
+        (reversal learning: it succeeds for every λ ≠ 0 and fails at λ = 0).
     """
     s = jnp.asarray(s, float)
     lam = jnp.asarray(lam, float)
     om = jnp.sqrt(s**2 + lam**2 / 4)
-    return tau / (2 * om) * jnp.log1p(2 * om / jnp.abs(lam))
+    return jnp.asarray(tau) / (2 * om) * jnp.log1p(2 * om / jnp.abs(lam))
 
 
-def ntk_two_layer_linear(W1, W2, X):
+def ntk_two_layer_linear(
+    W1: Float[ArrayLike, "h d"],
+    W2: Float[ArrayLike, "o h"],
+    X: Float[ArrayLike, "n d"],
+) -> Float[Array, "no no"]:
     r"""Exact neural tangent kernel of $f(x) = W_2W_1x$ on the inputs `X`.
 
-    $\Theta_{(i,k),(j,l)} = \delta_{kl}\,x_i^\top W_1^\top W_1 x_j + (W_2W_2^\top)_{kl}\,
-    x_i^\top x_j$, i.e. `kron(X W1ᵀW1 Xᵀ, I_o) + kron(X Xᵀ, W2W2ᵀ)` (Dominé et al. 2024,
-    finite-width NTK of §4 as reconstructed in the digest §4.1; the paper writes it
-    output-major, `kron(I_o, ·) + kron(W2W2ᵀ, ·)`). Index ordering here is
+    $$\Theta_{(i,k),(j,l)} = \delta_{kl}\,x_i^\top W_1^\top W_1 x_j + (W_2W_2^\top)_{kl}\,
+    x_i^\top x_j,$$
+    i.e. `kron(X W1ᵀW1 Xᵀ, I_o) + kron(X Xᵀ, W2W2ᵀ)`. Index ordering here is
     **sample-major**: row `i * o + k` is sample `i`, output `k`, matching `jax.jacfwd` of
-    `vmap(model)(X).reshape(-1)`.
+    `vmap(model)(X).reshape(-1)` (the paper writes it output-major,
+    `kron(I_o, ·) + kron(W2W2ᵀ, ·)`).
 
     **Arguments:**
 
-    - `W1`: `(h, d)`; `W2`: `(o, h)`; `X`: `(n, d)`, rows are samples.
+    - `W1`: first layer, `(h, d)`.
+    - `W2`: second layer, `(o, h)`.
+    - `X`: inputs, `(n, d)`, rows are samples.
 
     **Returns:**
 
     The `(n·o, n·o)` kernel.
+
+    ??? cite "Reference"
+
+        Dominé et al. 2024, *From Lazy to Rich*, ICLR 2025, arXiv:2409.14623, §4 (the
+        finite-width NTK of a two-layer linear network, a function of $W_1^\top W_1$ and
+        $W_2W_2^\top$ only).
     """
+    W1 = jnp.asarray(W1)
+    W2 = jnp.asarray(W2)
     return _ntk_from_grams(W1.T @ W1, W2 @ W2.T, X)
 
 
@@ -488,16 +587,29 @@ def _ntk_from_grams(gram_in, gram_out, X):
     return jnp.kron(Kin, jnp.eye(o, dtype=gram_in.dtype)) + jnp.kron(Kxx, gram_out)
 
 
-def ntk_from_solution(sol: LambdaBalancedSolution, X):
+def ntk_from_solution(
+    sol: LambdaBalancedSolution, X: Float[ArrayLike, "n d"]
+) -> Float[Array, "T no no"]:
     r"""Exact NTK at every saved time of a `LambdaBalancedSolution`.
 
     The NTK of a two-layer linear net depends on the weights only through $W_1^\top W_1$ and
-    $W_2W_2^\top$ (Dominé et al. 2024, §4.1), so it follows from `sol.gram_in`/`sol.gram_out`.
-    Ordering as in `ntk_two_layer_linear` (sample-major).
+    $W_2W_2^\top$, so it follows from `sol.gram_in` and `sol.gram_out`:
+    $\Theta(t) = W_1^\top W_1(t)$-kernel $\otimes I_o$ + $XX^\top \otimes W_2W_2^\top(t)$, with
+    the ordering of `ntk_two_layer_linear` (sample-major).
+
+    **Arguments:**
+
+    - `sol`: a solution from `lambda_balanced`.
+    - `X`: the inputs to evaluate the kernel on, `(n, d)`.
 
     **Returns:**
 
     Array of shape `(T, n·o, n·o)`.
+
+    ??? cite "Reference"
+
+        Dominé et al. 2024, *From Lazy to Rich*, ICLR 2025, arXiv:2409.14623, §4 (the exact
+        NTK along the λ-balanced solution).
     """
     return _ntk_batch(sol.gram_in, sol.gram_out, jnp.asarray(X, sol.gram_in.dtype))
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 import numpy as np
 
-__all__ = ["Experiment", "resolve_mode"]
+from ._cache import memo
+
+__all__ = ["Experiment"]
 
 
 @dataclasses.dataclass(eq=False)
@@ -31,7 +33,7 @@ class Experiment:
     - `attrs`: metadata copied into the Dataset (solver, tolerances, data description…).
     - `plot`: optional `plot(ds, path)` drawing the experiment's standard figure.
     - `summary`: optional `summary(ds) -> str` printed by the CLI (e.g. agreement with theory).
-    - `integer_axes`: axes whose values are integers (e.g. `seed`).
+    - `integer_axes`: axes whose values are integers (e.g. `seed`); stored as a frozenset.
     - `bytes_per_point`: rough device memory per grid point, used for automatic chunk sizes.
     - `max_chunk_per_device`: upper bound on points per device and call (automatic and explicit
       chunk sizes are clamped to it), for programs that misbehave when batched too wide.
@@ -46,10 +48,9 @@ class Experiment:
     attrs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     plot: Callable | None = None
     summary: Callable | None = None
-    integer_axes: frozenset[str] = frozenset()
+    integer_axes: Collection[str] = frozenset()
     bytes_per_point: int = 1 << 16
     max_chunk_per_device: int | None = None
-    _jitted: Any = dataclasses.field(default=None, repr=False)
 
     def __post_init__(self):
         self.axes = {k: np.atleast_1d(np.asarray(v)) for k, v in self.axes.items()}
@@ -57,24 +58,14 @@ class Experiment:
         self.integer_axes = frozenset(self.integer_axes)
 
     @property
-    def jitted(self):
-        """`jax.jit(run)`, created once per experiment object (so repeated sweeps reuse its
-        compilation cache)."""
-        if self._jitted is None:
-            import jax
+    def jitted(self) -> Any:
+        """`jax.jit(run)`, created once per experiment object (cached by `memo` in
+        `jaxdyn._sweep._cache`), so repeated sweeps reuse its compilation cache.
 
-            self._jitted = jax.jit(self.run)
-        return self._jitted
+        **Returns:**
 
-
-def resolve_mode(mode: str) -> str:
-    """Batched-solve mode of an experiment: `"stacked"` (one ODE for the whole chunk, shared
-    adaptive steps: fastest on CPU), `"vmap"` (per-member steps), or `"auto"` (stacked on CPU,
-    vmap on accelerators)."""
-    if mode == "auto":
+        The jitted `run` (a `jax.jit` wrapper: callable, with `.lower` and `.eval_shape`).
+        """
         import jax
 
-        mode = "stacked" if jax.default_backend() == "cpu" else "vmap"
-    if mode not in ("stacked", "vmap"):
-        raise ValueError(f"`mode` must be 'auto', 'stacked' or 'vmap', got {mode!r}.")
-    return mode
+        return memo(self, "jitted", lambda: jax.jit(self.run))

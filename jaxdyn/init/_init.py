@@ -6,33 +6,52 @@ hyperparameters (δ, λ, scale), so a sweep builds its whole batch of models in 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, ArrayLike, PRNGKeyArray
+import numpy as np
+from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray, Real
 
-from ._checks import is_concrete
-from ._init_linear import (
-    lambda_balanced as lambda_balanced,
-    split_singular_values as split_singular_values,
-)
-from .models import SingleNeuron, TwoLayer, TwoLayerLinear
+from .._checks import is_concrete
+from .._models import SingleNeuron, TwoLayer, TwoLayerLinear
 
 __all__ = [
     "single_neuron",
     "two_layer",
-    "lambda_balanced",
     "readout_from_imbalance",
+    "interleave_pairs",
     "mask_width",
     "pad_width",
 ]
 
 
-def readout_from_imbalance(delta, r2, eta_a=1.0, eta_w=1.0):
-    r"""Solve $\eta_w a^2 - \eta_a\|w\|^2 = \delta$, $|a|\,\|w\| = r$ for $a^2$ given $r^2$.
+def readout_from_imbalance(
+    delta: Real[ArrayLike, "..."],
+    r2: Real[ArrayLike, "..."],
+    eta_a: Real[ArrayLike, "..."] = 1.0,
+    eta_w: Real[ArrayLike, "..."] = 1.0,
+) -> Float[Array, "..."]:
+    r"""The squared readout $a^2$ of a single neuron with imbalance
+    $\eta_w a^2 - \eta_a\|w\|^2 = \delta$ (`jd.metrics.imbalance`) and $a^2\|w\|^2 = r^2$:
+    $\eta_w a^2 = (\delta + \sqrt{\delta^2 + 4\eta_a\eta_w r^2})/2$, evaluated without
+    cancellation for δ < 0.
 
-    $\eta_w a^2 = (\delta + \sqrt{\delta^2 + 4\eta_a\eta_w r^2})/2$ (Kunin et al. 2024, inverse
-    map; notes Eq. 1.9), evaluated without cancellation for δ < 0.
+    **Arguments:**
+
+    - `delta`: the imbalance δ.
+    - `r2`: $r^2 = \|a w\|^2$, the squared norm of the end-to-end map.
+    - `eta_a`, `eta_w`: the layer learning rates the imbalance is measured with.
+
+    **Returns:**
+
+    $a^2$, broadcast over the arguments.
+
+    ??? cite "Reference"
+
+        Kunin et al. 2024, *Get rich quick*, arXiv:2406.06158, §3 (the conserved quantity δ and
+        the initialisation it parametrises).
     """
     delta = jnp.asarray(delta)
     root = jnp.sqrt(delta**2 + 4 * eta_a * eta_w * r2)
@@ -44,14 +63,14 @@ def readout_from_imbalance(delta, r2, eta_a=1.0, eta_w=1.0):
 
 
 def single_neuron(
-    beta0: ArrayLike,
-    delta: ArrayLike,
-    eta_a: ArrayLike = 1.0,
-    eta_w: ArrayLike = 1.0,
-    sign: ArrayLike = 1.0,
+    beta0: Real[ArrayLike, "..."],
+    delta: Real[ArrayLike, ""],
+    eta_a: Real[ArrayLike, ""] = 1.0,
+    eta_w: Real[ArrayLike, ""] = 1.0,
+    sign: Real[ArrayLike, ""] = 1.0,
 ) -> SingleNeuron:
     r"""A `SingleNeuron` with end-to-end map $a w = \beta_0$ and imbalance
-    $\eta_w a^2 - \eta_a\|w\|^2 = \delta$ (Kunin et al. 2024, §3; notes Eq. 1.9).
+    $\eta_w a^2 - \eta_a\|w\|^2 = \delta$ (Kunin et al. 2024, §3).
 
     **Arguments:**
 
@@ -62,6 +81,14 @@ def single_neuron(
 
     $a_0 = \pm\sqrt{(\delta + \sqrt{\delta^2 + 4\eta_a\eta_w\|\beta_0\|^2})/(2\eta_w)}$,
     $w_0 = \beta_0 / a_0$.
+
+    **Returns:**
+
+    A `jaxdyn.SingleNeuron` `(a0, w0)`.
+
+    ??? cite "Reference"
+
+        Kunin et al. 2024, *Get rich quick*, arXiv:2406.06158, §3.
     """
     beta0 = jnp.asarray(beta0)
     if beta0.ndim != 1:
@@ -81,9 +108,9 @@ def two_layer(
     d: int,
     h: int,
     o: int = 1,
-    scale: ArrayLike = 1.0,
-    imbalance: ArrayLike = 0.0,
-    activation="relu",
+    scale: Real[ArrayLike, ""] = 1.0,
+    imbalance: Real[ArrayLike, ""] = 0.0,
+    activation: str | Callable = "relu",
     *,
     symmetric: bool = True,
 ) -> TwoLayer:
@@ -98,7 +125,23 @@ def two_layer(
     choice) units come in pairs with equal $w$ and opposite readouts, so $f \equiv 0$ at init
     (needs even `h`).
 
-    **Returns:** `TwoLayer(W1 (h, d), W2 (o, h), activation)`.
+    **Arguments:**
+
+    - `key`: a JAX PRNG key (unit directions and readout signs).
+    - `d`, `h`, `o`: input, hidden and output widths (Python ints).
+    - `scale`: the overall scale (> 0; may be traced).
+    - `imbalance`: the per-unit imbalance δ (any real; may be traced).
+    - `activation`: as for `jaxdyn.TwoLayer`.
+    - `symmetric`: pair the units so that $f \equiv 0$ at init (needs even `h`). The pairs are
+      `(k, k + h/2)`; `interleave_pairs` reorders them to `(2k, 2k + 1)`.
+
+    **Returns:**
+
+    `TwoLayer(W1 (h, d), W2 (o, h), activation)`.
+
+    ??? cite "Reference"
+
+        Kunin et al. 2024, *Get rich quick*, arXiv:2406.06158, §5.
     """
     if symmetric and h % 2:
         raise ValueError(f"`h` must be even when symmetric=True, got h = {h}.")
@@ -129,23 +172,29 @@ def _half_gap(r: Array) -> Array:
     return jnp.where(r <= 0, (root - r) / 2, 2 / (root + r))
 
 
-def mask_width(model, width: ArrayLike):
+def mask_width(model, width: Int[ArrayLike, ""]):
     r"""Zero every hidden unit with index ≥ `width` of a two-layer model built at a larger width.
 
     For bias-free nets whose activation has σ(0) = 0 (relu, leaky_relu, abs, linear, tanh, and
     linear nets) a unit with zero in- and out-weights gets zero gradient, so it stays exactly
     zero under gradient flow and the masked net follows the width-`width` net. `width` may be a
-    traced integer: one compiled program serves every width of a sweep (DESIGN.md, "Sweeps").
+    traced integer: one compiled program serves every width of a sweep.
 
-    **Arguments:** `model`: `TwoLayer` or `TwoLayerLinear` with `W1 (H, d)`, `W2 (o, H)`;
-    `width`: number of active units (≤ H).
+    **Arguments:**
+
+    - `model`: a `TwoLayer` or `TwoLayerLinear` with `W1 (H, d)`, `W2 (o, H)`.
+    - `width`: number of active units, 1 … H (may be traced).
+
+    **Returns:**
+
+    The model with units ≥ `width` set to zero (same shapes).
     """
     if not isinstance(model, TwoLayer | TwoLayerLinear):
         raise TypeError(
             f"`model` must be a TwoLayer or TwoLayerLinear, got {type(model).__name__}"
         )
     H = model.W1.shape[-2]
-    if is_concrete(width) and not 1 <= int(width) <= H:
+    if is_concrete(width) and not 1 <= int(np.asarray(width)) <= H:
         raise ValueError(f"`width` must be in [1, {H}], got {width}.")
     active = jnp.arange(H) < width
     W1 = jnp.where(active[:, None], model.W1, 0.0)
@@ -154,7 +203,17 @@ def mask_width(model, width: ArrayLike):
 
 
 def pad_width(model, max_width: int):
-    """Embed a two-layer model of width h in width `max_width` ≥ h with zero extra units."""
+    """Embed a two-layer model of width h in width `max_width` ≥ h with zero extra units.
+
+    **Arguments:**
+
+    - `model`: a `TwoLayer` or `TwoLayerLinear` with `W1 (h, d)`, `W2 (o, h)`.
+    - `max_width`: the new width (≥ h).
+
+    **Returns:**
+
+    The same kind of model with `W1 (max_width, d)`, `W2 (o, max_width)`.
+    """
     if not isinstance(model, TwoLayer | TwoLayerLinear):
         raise TypeError(
             f"`model` must be a TwoLayer or TwoLayerLinear, got {type(model).__name__}"
@@ -165,3 +224,25 @@ def pad_width(model, max_width: int):
     W1 = jnp.pad(model.W1, ((0, max_width - h), (0, 0)))
     W2 = jnp.pad(model.W2, ((0, 0), (0, max_width - h)))
     return eqx.tree_at(lambda m: (m.W1, m.W2), model, (W1, W2))
+
+
+def interleave_pairs(model) -> TwoLayer:
+    r"""Reorder the units of a symmetric `two_layer` init from pairs `(k, k + H/2)` to
+    `(2k, 2k + 1)`, so that masking the first `width` units (`mask_width`) keeps whole pairs
+    and the net stays $f \equiv 0$ at init for every even width.
+
+    **Arguments:**
+
+    - `model`: an unbatched `TwoLayer` with an even number `H` of units.
+
+    **Returns:**
+
+    The `TwoLayer` with permuted units (the same function).
+    """
+    if not isinstance(model, TwoLayer):
+        raise TypeError(f"`model` must be a TwoLayer, got {type(model).__name__}")
+    H = model.W1.shape[0]
+    if H % 2:
+        raise ValueError(f"`model` must have an even number of units, got {H}.")
+    perm = jnp.stack([jnp.arange(H // 2), jnp.arange(H // 2) + H // 2], axis=1).reshape(-1)
+    return TwoLayer(model.W1[perm], model.W2[:, perm], model.activation)
