@@ -1,15 +1,18 @@
 """Command line: `jaxdyn list | sweep | plot | merge | info`.
 
-User errors (unknown experiment or axis, malformed range, empty grid, unwritable or existing
-output) print one line `jaxdyn: error: …` and exit with code 2, never a traceback. The checks
-themselves live where the values are used: the engine raises `SweepError` (grid, chunk size,
-shard, output) and the registry `ValueError`/`TypeError` (experiment name, settings); this
-module only parses its arguments and turns those errors into the one line.
+User errors (unknown experiment, axis or config key, an axis or config value outside its
+domain, malformed range, empty grid, unwritable or existing output) print one line
+`jaxdyn: error: …` and exit with code 2, never a traceback. The checks themselves live where
+the values are used: the engine raises `SweepError` (grid and axis domains, chunk size,
+shard, output), the experiments' `make` a `SweepError` for a config value outside its domain
+(`jd.Experiment.check_config`) and the registry `ValueError`/`TypeError` (experiment name,
+settings); this module only parses its arguments and turns those errors into the one line.
 """
 
 from __future__ import annotations
 
 import ast
+import inspect
 import os
 import sys
 import time
@@ -21,6 +24,7 @@ from jaxtyping import Float
 
 from ._results import RESULTS, result_index
 from ._sweep import SweepError
+from ._sweep._experiment import Domain
 
 EXIT_USAGE = 2
 
@@ -30,6 +34,7 @@ _OPTION_OF = {
     "shard": "--shard",
     "out": "--out",
     "resume": "--resume",
+    "config": "--config",
 }
 
 
@@ -62,7 +67,10 @@ def _fail(msg: str) -> NoReturn:
 def _fail_from(e: Exception) -> NoReturn:
     """A `SweepError` (or another `ValueError`) as the one-line user error, naming the CLI
     option behind the engine argument at fault."""
-    option = _OPTION_OF.get(getattr(e, "argument", None) or "")
+    argument = getattr(e, "argument", None) or ""
+    option = _OPTION_OF.get(argument)
+    if argument == "config" and str(e).startswith("config "):
+        _fail(f"--{e}")  # "--config KEY=VALUE must be …"
     _fail(f"{option}: {e}" if option else str(e))
 
 
@@ -185,12 +193,61 @@ def _avoid_xla_cpu_deadlock() -> None:
         os.environ["XLA_FLAGS"] = f"{flags} {_XLA_CPU_SCHEDULER_FLAG}=false".strip()
 
 
-@main.command("list")
-def _list_cmd():
-    """List the built-in experiments and their default axes."""
+def _build(name: str, config: dict[str, Any]) -> Any:
+    """The experiment `name` built with `config`; every user error (unknown experiment,
+    unknown config key, a value outside its domain or of the wrong type) as the one line."""
     from . import experiments
 
-    for name in experiments.names():
+    try:
+        make = experiments.factory(name)
+    except ValueError as e:  # unknown experiment
+        _fail_from(e)
+    keys = _config_keys(make)
+    unknown = sorted(set(config) - set(keys))
+    if unknown:
+        _fail(
+            f"--config: unknown key {unknown[0]!r} for {name}; its keys are "
+            f"{', '.join(keys) or '(none)'} (see `jaxdyn list -v {name}`)"
+        )
+    try:
+        return experiments.get_experiment(name, **config)
+    except SweepError as e:
+        _fail_from(e)
+    except (TypeError, ValueError) as e:  # checks of make's own (e.g. `sv` vs `d`)
+        _fail(f"--config: {e}")
+
+
+def _config_keys(make: Any) -> dict[str, inspect.Parameter]:
+    """The keyword settings of an experiment's `make`, from its signature."""
+    params = inspect.signature(make).parameters.values()
+    return {
+        p.name: p
+        for p in params
+        if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name != "self"
+    }
+
+
+def _range(values: Any) -> str:
+    v = np.asarray(values)
+    rng = f"{v[0]:g} … {v[-1]:g}" if v.size > 1 else f"{v[0]:g}"
+    return f"{v.size} value(s), {rng}"
+
+
+@main.command("list")
+@click.argument("names", nargs=-1)
+@click.option("-v", "--verbose", is_flag=True, help="Also show axis domains and config keys.")
+def _list_cmd(names, verbose):
+    """List the built-in experiments (or NAMES) and their default axes.
+
+    With -v: each axis's domain and each config key (`--config KEY=VALUE`) with its type,
+    default, domain and meaning.
+    """
+    from . import experiments
+
+    for name in names:
+        if name not in experiments.names():
+            _fail(f"unknown experiment {name!r}; known: {', '.join(experiments.names())}")
+    for name in names or experiments.names():
         click.echo(f"{name}: {experiments.describe(name)}")
         try:
             exp = experiments.get_experiment(name)
@@ -198,9 +255,31 @@ def _list_cmd():
             click.echo(f"    (unavailable: {e})")
             continue
         for axis, values in exp.axes.items():
-            v = np.asarray(values)
-            rng = f"{v[0]:g} … {v[-1]:g}" if v.size > 1 else f"{v[0]:g}"
-            click.echo(f"    --{axis}: {v.size} value(s), {rng}")
+            line = f"    --{axis}: {_range(values)}"
+            if verbose:
+                domain = exp.domains.get(axis)
+                if domain is None:
+                    domain = "integer" if axis in exp.integer_axes else "real"
+                line += f"; domain: {domain}"
+            click.echo(line)
+        if verbose:
+            keys = _config_keys(experiments.factory(name))
+            if keys:
+                click.echo("    config keys (--config KEY=VALUE):")
+            for key, p in keys.items():
+                kind = (
+                    p.annotation
+                    if isinstance(p.annotation, str)
+                    else getattr(p.annotation, "__name__", "")
+                )
+                kind = "" if p.annotation is p.empty else f": {kind}"
+                line = f"      {key}{kind} = {p.default!r}"
+                if key in exp.config:
+                    domain = Domain.parse(exp.config[key])
+                    line += f"; domain: {domain}"
+                    if domain.meaning:
+                        line += f"; {domain.meaning}"
+                click.echo(line)
 
 
 @main.command(
@@ -221,9 +300,10 @@ def _list_cmd():
 def _sweep_cmd(
     ctx, experiment, out, plot_path, chunk_size, resume, force, shard, dtype, config, no_progress
 ):
-    """Run EXPERIMENT over a grid: --AXIS=start:stop:num, --AXIS=log:a:b:n or --AXIS=v1,v2,…"""
-    from . import experiments
+    """Run EXPERIMENT over a grid: --AXIS=start:stop:num, --AXIS=log:a:b:n or --AXIS=v1,v2,…
 
+    `jaxdyn list -v EXPERIMENT` shows its axes (defaults, domains) and config keys.
+    """
     grid = _parse_extra(list(ctx.args))
     shard_t = None
     if shard is not None:
@@ -243,12 +323,7 @@ def _sweep_cmd(
     _set_dtype(dtype)
     from ._sweep import sweep
 
-    try:
-        exp = experiments.get_experiment(experiment, **_parse_config(config))
-    except TypeError as e:
-        _fail(f"--config: {e}")
-    except ValueError as e:  # unknown experiment
-        _fail_from(e)
+    exp = _build(experiment, _parse_config(config))
     t0 = time.perf_counter()
     try:
         ds = sweep(

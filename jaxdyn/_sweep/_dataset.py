@@ -31,6 +31,7 @@ __all__ = [
     "fill_value",
     "flat_dataset",
     "grid_dataset",
+    "identity_keys",
     "load",
     "merge",
     "out_kind",
@@ -106,6 +107,22 @@ def sweep_hash(experiment: Experiment, grid: Mapping[str, np.ndarray], *extra: s
     return h.hexdigest()[:16]
 
 
+def identity_keys(experiment: Experiment) -> tuple[str, ...]:
+    """The attrs that identify a sweep's results (what `grid_hash` covers): experiment, grid,
+    shard, dtype, jaxdyn version and every setting of the experiment. A store is resumed only
+    when all of them (and the chunk size) match.
+
+    **Arguments:**
+
+    - `experiment`: the experiment (its settings are its `attrs`).
+
+    **Returns:**
+
+    The attribute names.
+    """
+    return ("experiment", "grid", "shard", "dtype", "jaxdyn_version", *experiment.attrs)
+
+
 def sweep_attrs(
     experiment: Experiment,
     grid: Mapping[str, np.ndarray],
@@ -115,8 +132,8 @@ def sweep_attrs(
 ) -> dict[str, Any]:
     """The Dataset attrs of a sweep: experiment, versions, dtype, devices, shard, creation
     time, the experiment's own attrs, `grid_id` (shared by all shards of one sweep), `grid`
-    (JSON), `grid_hash` (identifies a resumable store: grid, shard and settings) and
-    `chunk_size`.
+    (JSON), `grid_hash` (identifies a resumable store: grid, shard, settings, dtype and jaxdyn
+    version, see `identity_keys`) and `chunk_size`.
 
     **Arguments:**
 
@@ -146,7 +163,9 @@ def sweep_attrs(
     attrs["grid_id"] = sweep_hash(experiment, grid)  # shared by all shards of one sweep
     attrs["grid"] = json.dumps({k: np.asarray(v).tolist() for k, v in grid.items()})
     settings = json.dumps({k: attr_value(v) for k, v in experiment.attrs.items()}, sort_keys=True)
-    attrs["grid_hash"] = sweep_hash(experiment, grid, repr(shard), settings)
+    attrs["grid_hash"] = sweep_hash(
+        experiment, grid, repr(shard), settings, attrs["dtype"], attrs["jaxdyn_version"]
+    )
     attrs["chunk_size"] = chunk
     return attrs
 

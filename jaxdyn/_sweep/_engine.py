@@ -24,6 +24,10 @@ Outputs:
 from __future__ import annotations
 
 import os
+import signal
+import sys
+import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
@@ -37,7 +41,7 @@ from ._dataset import fill_value, flat_dataset, grid_dataset, sweep_attrs
 from ._errors import SweepError
 from ._experiment import Experiment
 from ._plan import AxisValues, axis_dtype, plan
-from ._sinks import make_sink
+from ._sinks import make_sink, write_recovery
 
 __all__ = ["set_name_resolver", "sweep", "sweep_function"]
 
@@ -180,7 +184,22 @@ def sweep(
 
     **Raises:**
 
-    `SweepError` for a bad grid, chunk size, shard or output, before anything compiles.
+    `SweepError` for a bad grid, chunk size, shard or output (an existing path without
+    `force`, a directory where the `.nc` file should be, a directory where no file can be
+    created, a store of a different sweep or one that cannot be read), before anything
+    compiles. If the output cannot be written *after* computing (a full disk, …), the results
+    are written to a recovery file `<out name>.recovered-<pid>.nc` (in the temporary
+    directory, else the working directory) and the `SweepError` names it; the Dataset is
+    also in its `dataset` attribute (`recovery_path`: the file, or `None`).
+
+    !!! note "Ctrl-C"
+
+        The first Ctrl-C stops the sweep after the chunk in flight, which is kept (on CPU a
+        chunk runs inside the call that starts it; on an accelerator the wait for it stops at
+        once and an unfinished chunk is dropped); a second Ctrl-C stops at once. Every
+        finished chunk is kept: in a Zarr store (resume it), in a NetCDF file (flat,
+        `complete = 0`), and in the `KeyboardInterrupt`'s `dataset` attribute (flat, the rest
+        `RESULTS.not_run`).
 
     !!! note "Compile caches"
 
@@ -227,29 +246,66 @@ def sweep(
     # their own).
     buffers["status"] = np.full((p.n_points,), STATUS_NOT_RUN, np.dtype(STATUS_DTYPE))
 
-    done = sink.prepare(experiment, p, buffers, attrs)
+    try:
+        done = sink.prepare(experiment, p, buffers, attrs)
+    except OSError as e:  # nothing computed yet: nothing to recover
+        raise SweepError(f"cannot create {out}: {e}", argument="out") from e
     todo = [c for c in range(p.n_chunks) if not done[c]]
     if max_chunks is not None:
         todo = todo[:max_chunks]
+
+    def store(c: int, res: Mapping[str, jax.Array]) -> None:
+        a, b = p.bounds(c)
+        for name, v in res.items():
+            buffers[name][a:b] = _to_host(v)[: b - a]
+        if "status" not in res:
+            buffers["status"][a:b] = STATUS_SUCCESSFUL
+        done[c] = True
+        sink.write_chunk(c)
+
+    def forget(c: int) -> None:  # undo a chunk whose results did not all arrive
+        a, b = p.bounds(c)
+        for name, buf in buffers.items():
+            buf[a:b] = STATUS_NOT_RUN if name == "status" else fill_value(buf.dtype)
+        done[c] = False
+
+    def partial() -> xr.Dataset:
+        return flat_dataset(experiment, p.points, buffers, {**attrs, "complete": 0})
+
     bar = _progress(progress, p.n_chunks, int(done.sum()), experiment.name)
+    pending: tuple[int, Mapping[str, jax.Array]] | None = None  # dispatched, not yet stored
     try:
-        for c in todo:
-            a, b = p.bounds(c)
-            batch = {
-                k: _global_array(
-                    np.asarray(p.chunk_values(c, k), axis_dtype(experiment, k)), sharding
-                )
-                for k in p.points
-            }
-            res = experiment.jitted(batch)
-            for name, v in res.items():
-                buffers[name][a:b] = _to_host(v)[: b - a]
-            if "status" not in res:
-                buffers["status"][a:b] = STATUS_SUCCESSFUL
-            done[c] = True
-            sink.write_chunk(c)
-            if bar is not None:
-                bar.update(1)
+        with _DeferredInterrupt() as ctrl_c:
+            for c in todo:
+                if ctrl_c.hit:
+                    raise KeyboardInterrupt
+                batch = {
+                    k: _global_array(
+                        np.asarray(p.chunk_values(c, k), axis_dtype(experiment, k)), sharding
+                    )
+                    for k in p.points
+                }
+                pending = (c, experiment.jitted(batch))
+                _wait(pending[1], ctrl_c)
+                store(*pending)
+                pending = None
+                if bar is not None:
+                    bar.update(1)
+    except KeyboardInterrupt as e:
+        if pending is not None and _ready(pending[1]):
+            try:  # the in-flight chunk had finished: keep it
+                store(*pending)
+            except BaseException:  # noqa: BLE001 - a second Ctrl-C, a failed write: drop it
+                forget(pending[0])
+        try:
+            sink.abort()
+        except OSError as err:
+            raise _recovered(partial(), out, err, "after the interrupt") from err
+        e.dataset = partial()  # pyright: ignore[reportAttributeAccessIssue]
+        e.add_note(f"jaxdyn.sweep: {int(done.sum())} of {p.n_chunks} chunks done")
+        raise
+    except OSError as err:  # a chunk's write failed (full disk, ...): keep what is computed
+        raise _recovered(partial(), out, err, "while writing a chunk") from err
     except BaseException:
         sink.abort()
         raise
@@ -261,8 +317,29 @@ def sweep(
     attrs["complete"] = int(complete)
     flat = flat_dataset(experiment, p.points, buffers, attrs)
     result = flat if shard is not None or not complete else grid_dataset(flat, p.grid)
-    sink.finish(result, complete)
+    try:
+        sink.finish(result, complete)
+    except OSError as err:
+        raise _recovered(result, out, err, "at the end") from err
     return result
+
+
+def _recovered(
+    ds: xr.Dataset, out: str | os.PathLike | None, err: OSError, when: str
+) -> SweepError:
+    """The `SweepError` for an output that could not be written after computing: `ds` is
+    kept in a recovery file (named in the message) and in the error's `dataset` attribute."""
+    path = write_recovery(ds, None if out is None else os.fspath(out))
+    kept = (
+        f"the results are kept in {path} (jaxdyn.load_sweep reads it)"
+        if path is not None
+        else "no recovery file could be written either; the results are in this error's "
+        "`dataset` attribute"
+    )
+    e = SweepError(f"cannot write {out} ({when}): {err}; {kept}", argument="out")
+    e.dataset = ds  # pyright: ignore[reportAttributeAccessIssue]
+    e.recovery_path = path  # pyright: ignore[reportAttributeAccessIssue]
+    return e
 
 
 # --------------------------------------------------------------------------------------------
@@ -283,6 +360,57 @@ def _to_host(x: jax.Array) -> np.ndarray:
     from jax.experimental import multihost_utils
 
     return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+
+def _leaves(res: Mapping[str, jax.Array]) -> list[Any]:
+    return [v for v in jax.tree_util.tree_leaves(res) if isinstance(v, jax.Array)]
+
+
+def _ready(res: Mapping[str, jax.Array]) -> bool:
+    return all(v.is_ready() for v in _leaves(res))
+
+
+class _DeferredInterrupt:
+    """While the chunk loop runs, the first Ctrl-C (SIGINT) only sets `hit`: the loop then
+    keeps the chunk in flight if it has finished (on CPU a chunk runs inside the call that
+    dispatches it, so it always has) and raises `KeyboardInterrupt`; on an accelerator
+    `_wait` stops waiting at once. A second Ctrl-C raises at once. Installed only in the main
+    thread, over Python's default handler (a handler of the user's is left alone)."""
+
+    def __enter__(self) -> _DeferredInterrupt:
+        self.hit = False
+        self._old: Any = None
+        if (
+            threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        ):
+            self._old = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        if self.hit:
+            raise KeyboardInterrupt
+        self.hit = True
+        print(
+            "jaxdyn: interrupted; stopping after the chunk in flight (Ctrl-C again: at once)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def __exit__(self, *exc: object) -> None:
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+
+
+def _wait(res: Mapping[str, jax.Array], ctrl_c: _DeferredInterrupt) -> None:
+    """Wait for a dispatched chunk by polling, stopping at once (`KeyboardInterrupt`) on
+    Ctrl-C: an asynchronous backend does not make Ctrl-C wait for the chunk."""
+    pause = 1e-4
+    while not _ready(res):
+        if ctrl_c.hit:
+            raise KeyboardInterrupt
+        time.sleep(pause)
+        pause = min(2 * pause, 0.02)
 
 
 def _progress(progress: bool, total: int, initial: int, name: str) -> Any:

@@ -19,7 +19,7 @@ from jaxtyping import ArrayLike, Real
 
 from ._cache import memo
 from ._errors import SweepError
-from ._experiment import Experiment
+from ._experiment import Domain, Experiment
 
 __all__ = [
     "CPU_MAX_CHUNK_PER_DEVICE",
@@ -40,6 +40,8 @@ AxisValues = ArrayLike | Sequence[Any]
 #: 4096 points, 2 cores: 38k traj/s at 1024 per call vs 25k at 4096): the stacked solve's
 #: state then falls out of cache and one stiff member sets the step for more others.
 CPU_MAX_CHUNK_PER_DEVICE = 1024
+
+_INT32_MAX = 2**31 - 1  # integer axes are int32 inside the program (`axis_dtype`)
 
 _PROBE_POINTS = 64  # per-point bytes at 8 points underestimate larger chunks (~15%); 64: <1%
 
@@ -66,7 +68,9 @@ def make_grid(
     **Raises:**
 
     `SweepError` for an unknown axis, an axis that is not 1-D or is empty, non-integers on an
-    integer axis, NaN or inf.
+    integer axis (or integers beyond int32), NaN or inf, or a value outside the axis's
+    domain (`Experiment.domains`), naming the axis and the first bad value. Nothing is
+    compiled before these checks.
     """
     grid = dict(grid or {})
     unknown = sorted(set(grid) - set(experiment.axes))
@@ -82,14 +86,31 @@ def make_grid(
             raise SweepError(f"axis {name!r} must be 1-D, got shape {values.shape}")
         if values.size == 0:
             raise SweepError(f"axis {name!r} is empty")
+        try:
+            as_float = values.astype(np.float64)
+        except (TypeError, ValueError):
+            raise SweepError(f"axis {name!r} takes numbers, got {values}") from None
         if name in experiment.integer_axes:
-            if not np.all(np.equal(np.mod(values.astype(float), 1), 0)):
+            if not np.all(np.equal(np.mod(as_float, 1), 0)):
                 raise SweepError(f"axis {name!r} takes integers, got {values}")
+            big = np.abs(as_float) > _INT32_MAX
+            if np.any(big):
+                raise SweepError(
+                    f"axis {name!r}: {values[big][0]:g} does not fit the program's int32"
+                )
             values = values.astype(np.int64)
         else:
-            values = values.astype(np.float64)
+            values = as_float
             if not np.all(np.isfinite(values)):
                 raise SweepError(f"axis {name!r} contains NaN or inf")
+        if name in experiment.domains:
+            domain = Domain.parse(experiment.domains[name])  # already parsed: returned as is
+            bad = ~domain.contains(values)
+            if np.any(bad):
+                raise SweepError(
+                    f"axis {name!r} of experiment {experiment.name!r}: {values[bad][0]:g} is "
+                    f"outside its domain ({domain})"
+                )
         out[name] = values
     return out
 

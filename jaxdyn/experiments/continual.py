@@ -34,6 +34,22 @@ import jaxdyn as jd
 MAX_CHUNK_PER_DEVICE = 128
 
 
+#: The settings of `make` (`--config KEY=VALUE`): key -> (domain, meaning).
+CONFIG = {
+    "d": ("integer >= 1", "input, hidden and output dimension (square net)"),
+    "n": ("integer >= 1", "samples (whitened inputs need n ≥ d)"),
+    "n_tasks": ("integer >= 2", "tasks trained one after another"),
+    "sv": ("> 0", "task singular values (d of them)"),
+    "t_task": ("> 0", "training time per task"),
+    "n_t": ("integer >= 2", "linearly spaced save times per task"),
+    "rtol": ("in (0, 1)", "relative tolerance of the solver"),
+    "atol": ("> 0", "absolute tolerance of the solver"),
+    "data_seed": ("integer >= 0", "seed of the data and the tasks"),
+    "mode": ("one of 'auto', 'stacked', 'vmap'", "batch mode of jd.gradient_flow"),
+}
+
+
+@jd.Experiment.with_config(CONFIG)
 def make(
     *,
     d: int = 3,
@@ -173,6 +189,7 @@ def make(
             "(λ-independent); final_residual[i] = ‖W2W1 − Σ̃_i‖ at the end of task i",
         },
         integer_axes=frozenset({"seed"}),
+        domains={"scale": "> 0", "seed": "integer >= 0"},
         plot=plot,
         summary=summary,
         bytes_per_point=8 * n_tasks * n_t * (8 * d * d + 4 * n_tasks) * 4,

@@ -49,6 +49,24 @@ import jaxdyn as jd
 MAX_CHUNK_PER_DEVICE = 128
 
 
+#: The settings of `make` (`--config KEY=VALUE`): key -> (domain, meaning).
+CONFIG = {
+    "d": ("integer >= 1", "input dimension"),
+    "o": ("integer >= 1", "output dimension"),
+    "n": ("integer >= 1", "samples (whitened inputs need n ≥ d)"),
+    "max_width": ("integer >= 1", "largest hidden width; the `width` axis is ≤ it"),
+    "sv": ("optional > 0", "task singular values (min(d, o) of them)"),
+    "t_max": ("> 0", "last save time"),
+    "n_t": ("integer >= 2", "linearly spaced save times"),
+    "rtol": ("in (0, 1)", "relative tolerance of the solver"),
+    "atol": ("> 0", "absolute tolerance of the solver"),
+    "data_seed": ("integer >= 0", "seed of the data and the task"),
+    "match_sign": ("one of True, False", "reflect W1 so sign det W2W1(0) = sign det Σ̃yx"),
+    "mode": ("one of 'auto', 'stacked', 'vmap'", "batch mode of jd.gradient_flow"),
+}
+
+
+@jd.Experiment.with_config(CONFIG)
 def make(
     *,
     d: int = 4,
@@ -178,6 +196,11 @@ def make(
             "NTK(t)); balance_drift = max|W2ᵀW2−W1W1ᵀ−λI|",
         },
         integer_axes=frozenset({"width", "seed"}),
+        domains={
+            "scale": "> 0",
+            "width": f"integer in [1, {max_width}]",
+            "seed": "integer >= 0",
+        },
         plot=plot,
         summary=summary,
         bytes_per_point=8 * n_t * (4 * d * o + 6 * max_width * (d + o) + 16) * 6,

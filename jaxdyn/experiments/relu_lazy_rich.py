@@ -29,7 +29,24 @@ import optimistix as optx
 
 import jaxdyn as jd
 
+#: The settings of `make` (`--config KEY=VALUE`): key -> (domain, meaning).
+CONFIG = {
+    "d": ("integer >= 1", "input dimension"),
+    "n": ("integer >= 1", "training samples"),
+    "n_test": ("integer >= 1", "test samples"),
+    "teacher_units": ("integer >= 1", "hidden units of the ReLU teacher"),
+    "max_width": ("integer >= 2", "largest student width (even); the `width` axis is ≤ it"),
+    "t_max": ("> 0", "last save time"),
+    "n_t": ("integer >= 3", "save times: 0 and n_t − 1 log-spaced up to t_max"),
+    "rtol": ("in (0, 1)", "relative tolerance of the solver"),
+    "atol": ("> 0", "absolute tolerance of the solver"),
+    "dtmin": ("> 0", "smallest step of the step-size controller (forced across kinks)"),
+    "max_steps": ("integer >= 1", "solver step limit per trajectory"),
+    "data_seed": ("integer >= 0", "seed of the teacher and the data"),
+}
 
+
+@jd.Experiment.with_config(CONFIG)
 def make(
     *,
     d: int = 10,
@@ -57,6 +74,12 @@ def make(
 
     The `jd.Experiment`; its `axes` are the default grid.
     """
+    if max_width % 2:
+        raise jd.SweepError(
+            f"config max_width={max_width!r} must be even (the student's units come in "
+            "symmetric pairs)",
+            argument="config",
+        )
     ts_np = np.concatenate([[0.0], np.geomspace(t_max / 1e4, t_max, n_t - 1)])
     controller = diffrax.PIDController(
         rtol=rtol, atol=atol, dtmin=dtmin, force_dtmin=True, norm=optx.max_norm
@@ -141,6 +164,11 @@ def make(
             "training inputs; activation_flips = fraction of (sample, active unit) signs changed",
         },
         integer_axes=frozenset({"width", "seed"}),
+        domains={
+            "scale": "> 0",
+            "width": f"integer in [1, {max_width}]",
+            "seed": "integer >= 0",
+        },
         plot=plot,
         summary=summary,
         bytes_per_point=8 * n_t * (n * n * 3 + max_width * (d + 2) * 8),

@@ -32,6 +32,21 @@ import jaxdyn as jd
 MAX_CHUNK_PER_DEVICE = 128
 
 
+#: The settings of `make` (`--config KEY=VALUE`): key -> (domain, meaning).
+CONFIG = {
+    "d": ("integer >= 1", "input, hidden and output dimension (square net)"),
+    "n": ("integer >= 1", "samples (whitened inputs need n ≥ d)"),
+    "sv": ("> 0", "task singular values (d of them)"),
+    "t_max": ("> 0", "last save time"),
+    "n_t": ("integer >= 2", "linearly spaced save times"),
+    "rtol": ("in (0, 1)", "relative tolerance of the solver"),
+    "atol": ("> 0", "absolute tolerance of the solver"),
+    "data_seed": ("integer >= 0", "seed of the data and the task"),
+    "mode": ("one of 'auto', 'stacked', 'vmap'", "batch mode of jd.gradient_flow"),
+}
+
+
+@jd.Experiment.with_config(CONFIG)
 def make(
     *,
     d: int = 3,
@@ -131,6 +146,7 @@ def make(
             "theory t* = (τ/2ω)ln(1+2ω/|λ|); final_error = ‖W2W1(T) + Σ̃yx‖_F",
         },
         integer_axes=frozenset({"seed"}),
+        domains={"seed": "integer >= 0"},
         plot=plot,
         summary=summary,
         bytes_per_point=8 * n_t * (2 * d * d * 3 + 2 * d + 4) * 4,

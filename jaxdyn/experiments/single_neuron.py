@@ -15,7 +15,20 @@ import numpy as np
 
 import jaxdyn as jd
 
+#: The settings of `make` (`--config KEY=VALUE`): key -> (domain, meaning).
+CONFIG = {
+    "d": ("integer >= 1", "input dimension"),
+    "n": ("integer >= 1", "samples (whitened inputs need n ≥ d)"),
+    "angle": ("real", "direction of β0 in the (e1, e2) plane, radians"),
+    "t_max": ("> 0", "last save time"),
+    "n_t": ("integer >= 2", "linearly spaced save times"),
+    "rtol": ("in (0, 1)", "relative tolerance of the solver"),
+    "atol": ("> 0", "absolute tolerance of the solver"),
+    "mode": ("one of 'auto', 'stacked', 'vmap'", "batch mode of jd.gradient_flow"),
+}
 
+
+@jd.Experiment.with_config(CONFIG)
 def make(
     *,
     d: int = 2,
@@ -116,6 +129,7 @@ def make(
             "description": "loss L=(1/2n)Σ(a wᵀx−y)², whitened X, β*=e1; t_fit = first save "
             "time with loss ≤ 1% of initial; exact_deviation = max|θ_flow−θ_exact|/max|θ_exact|",
         },
+        domains={"scale": "> 0", "lr_ratio": "> 0"},
         plot=plot,
         summary=summary,
         bytes_per_point=8 * n_t * (8 * d + 16) * 4,

@@ -38,7 +38,17 @@ import numpy as np
 
 import jaxdyn as jd
 
+#: The settings of `make` (`--config KEY=VALUE`): key -> (domain, meaning).
+CONFIG = {
+    "t_max": ("> 0.0001", "last save time (save times: 0 and log-spaced from 1e-4)"),
+    "n_t": ("integer >= 3", "save times: 0 and n_t − 1 log-spaced up to t_max"),
+    "rtol": ("in (0, 1)", "relative tolerance of the solver"),
+    "atol": ("> 0", "absolute tolerance of the solver"),
+    "mode": ("one of 'auto', 'stacked', 'vmap'", "batch mode of jd.gradient_flow"),
+}
 
+
+@jd.Experiment.with_config(CONFIG)
 def make(
     *,
     t_max: float = 50.0,
@@ -133,6 +143,7 @@ def make(
             "= f_j/f_0 (theory K_j0/K_00, K = X W1ᵀW1 Xᵀ)",
         },
         integer_axes=frozenset({"seed"}),
+        domains={"seed": "integer >= 0"},
         plot=plot,
         summary=summary,
         bytes_per_point=8 * n_t * (3 * 8 * 8 + 16) * 4,

@@ -27,6 +27,26 @@ __all__ = [
 ]
 
 
+def _nan_where(bad, tree):
+    """Every inexact array leaf of `tree` set to NaN where `bad` holds (broadcasting), else
+    unchanged bit for bit: how an initialiser marks a traced member whose arguments break its
+    assumptions, so that every number computed from it is NaN, never a plausible value."""
+    bad = jnp.asarray(bad)
+
+    def mark(x):
+        if not eqx.is_inexact_array(x):
+            return x
+        b = bad.reshape(bad.shape + (1,) * max(x.ndim - bad.ndim, 0)) if bad.ndim else bad
+        return jnp.where(b, jnp.asarray(jnp.nan, x.dtype), x)
+
+    return jax.tree_util.tree_map(mark, tree)
+
+
+def _check_positive_int(name: str, v) -> None:
+    if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
+        raise ValueError(f"`{name}` must be a positive Python int, got {v!r}.")
+
+
 def readout_from_imbalance(
     delta: Real[ArrayLike, "..."],
     r2: Real[ArrayLike, "..."],
@@ -46,20 +66,45 @@ def readout_from_imbalance(
 
     **Returns:**
 
-    $a^2$, broadcast over the arguments.
+    $a^2$, broadcast over the arguments; NaN where a traced argument breaks the assumptions
+    below.
+
+    **Raises:** `ValueError` naming the argument when a concrete `r2` is negative, `eta_a` or
+    `eta_w` is not positive, or any of them is not finite (for traced values those entries
+    are NaN instead).
 
     ??? cite "Reference"
 
         Kunin et al. 2024, *Get rich quick*, arXiv:2406.06158, §3 (the conserved quantity δ and
         the initialisation it parametrises).
     """
-    delta = jnp.asarray(delta)
+    delta, r2, eta_a, eta_w = (jnp.asarray(v) for v in (delta, r2, eta_a, eta_w))
+    bad = _check_scalars(
+        ("delta", delta, "finite", jnp.isfinite(delta)),
+        ("r2", r2, "non-negative and finite", jnp.isfinite(r2) & (r2 >= 0)),
+        ("eta_a", eta_a, "positive and finite", jnp.isfinite(eta_a) & (eta_a > 0)),
+        ("eta_w", eta_w, "positive and finite", jnp.isfinite(eta_w) & (eta_w > 0)),
+    )
     root = jnp.sqrt(delta**2 + 4 * eta_a * eta_w * r2)
     safe = jnp.where(root - delta > 0, root - delta, 1.0)
     plus = jnp.where(
         delta >= 0, delta + root, jnp.where(root - delta > 0, 4 * eta_a * eta_w * r2 / safe, 0.0)
     )
-    return plus / (2 * eta_w)
+    out = plus / (2 * eta_w)
+    return jnp.where(bad, jnp.asarray(jnp.nan, out.dtype), out)
+
+
+def _check_scalars(*checks) -> Array:
+    """For each `(name, value, what, ok)`: raise `ValueError` if `value` is concrete and `ok`
+    fails anywhere; return the broadcast "some check failed" mask (for traced values)."""
+    bad = jnp.asarray(False)
+    for name, value, what, ok in checks:
+        if is_concrete(value, ok) and not bool(np.all(np.asarray(ok))):
+            v = np.asarray(value)
+            shown = v.item() if v.ndim == 0 else v
+            raise ValueError(f"`{name}` must be {what}, got {shown}.")
+        bad = bad | ~ok
+    return bad
 
 
 def single_neuron(
@@ -84,7 +129,13 @@ def single_neuron(
 
     **Returns:**
 
-    A `jaxdyn.SingleNeuron` `(a0, w0)`.
+    A `jaxdyn.SingleNeuron` `(a0, w0)`. Under `jit`/`vmap` a member whose traced arguments
+    break the assumptions below is all NaN (so everything computed from it is NaN), while
+    the other members are exactly as if built one by one.
+
+    **Raises:** `ValueError` naming the argument for concrete values: `beta0 = 0` with
+    `delta <= 0`, non-finite `beta0` or `delta`, `eta_a`/`eta_w` not positive and finite,
+    `sign = 0`.
 
     ??? cite "Reference"
 
@@ -96,11 +147,21 @@ def single_neuron(
     dtype = jnp.result_type(beta0, delta, float)
     beta0 = beta0.astype(dtype)
     delta = jnp.asarray(delta, dtype)
-    if is_concrete(beta0, delta) and float(delta) <= 0 and not bool(jnp.any(beta0 != 0)):
+    sign = jnp.asarray(sign, dtype)
+    for name, v in (("delta", delta), ("eta_a", eta_a), ("eta_w", eta_w), ("sign", sign)):
+        if jnp.ndim(v) != 0:
+            raise ValueError(f"`{name}` must be a scalar, got shape {jnp.shape(v)}.")
+    nonzero = jnp.any(beta0 != 0)
+    if is_concrete(beta0, delta) and float(delta) <= 0 and not bool(nonzero):
         raise ValueError("`beta0` must be non-zero when `delta` <= 0 (then a0 = 0 is undefined).")
+    bad = _check_scalars(
+        ("beta0", beta0, "finite", jnp.all(jnp.isfinite(beta0))),
+        ("sign", sign, "±1 (non-zero)", sign != 0),
+    )
+    bad = bad | ((delta <= 0) & ~nonzero)
     a2 = readout_from_imbalance(delta, jnp.sum(beta0**2), eta_a, eta_w)
-    a0 = jnp.sign(jnp.asarray(sign, dtype)) * jnp.sqrt(a2)
-    return SingleNeuron(a0, beta0 / a0)
+    a0 = jnp.sign(sign) * jnp.sqrt(a2)
+    return _nan_where(bad, SingleNeuron(a0, beta0 / a0))
 
 
 def two_layer(
@@ -137,19 +198,35 @@ def two_layer(
 
     **Returns:**
 
-    `TwoLayer(W1 (h, d), W2 (o, h), activation)`.
+    `TwoLayer(W1 (h, d), W2 (o, h), activation)`. Under `jit`/`vmap` a member with a traced
+    `scale` ≤ 0 or a non-finite `scale`/`imbalance` is all NaN; the other members are exactly
+    as if built one by one.
+
+    **Raises:** `ValueError` naming the argument for concrete values: `d`, `h`, `o` not
+    positive ints, odd `h` with `symmetric=True`, `scale` ≤ 0, non-finite `scale` or
+    `imbalance`.
 
     ??? cite "Reference"
 
         Kunin et al. 2024, *Get rich quick*, arXiv:2406.06158, §5.
     """
+    for name, v in (("d", d), ("h", h), ("o", o)):
+        _check_positive_int(name, v)
     if symmetric and h % 2:
         raise ValueError(f"`h` must be even when symmetric=True, got h = {h}.")
     dtype = jnp.result_type(scale, imbalance, float)
     scale = jnp.asarray(scale, dtype)
     delta = jnp.asarray(imbalance, dtype)
+    for name, v in (("scale", scale), ("imbalance", delta)):
+        if v.ndim != 0:
+            raise ValueError(f"`{name}` must be a scalar, got shape {v.shape}.")
     if is_concrete(scale) and not float(scale) > 0:
         raise ValueError(f"`scale` must be positive, got {float(scale)}.")
+    bad = _check_scalars(
+        ("scale", scale, "finite", jnp.isfinite(scale)),
+        ("imbalance", delta, "finite", jnp.isfinite(delta)),
+    )
+    bad = bad | ~(scale > 0)
     k1, k2 = jax.random.split(key)
     m = h // 2 if symmetric else h
     dirs = jax.random.normal(k1, (m, d), dtype)
@@ -163,7 +240,7 @@ def two_layer(
     if symmetric:
         W1 = jnp.concatenate([W1, W1], axis=0)
         W2 = jnp.concatenate([W2, -W2], axis=1)
-    return TwoLayer(W1, W2, activation)
+    return _nan_where(bad, TwoLayer(W1, W2, activation))
 
 
 def _half_gap(r: Array) -> Array:
@@ -187,19 +264,26 @@ def mask_width(model, width: Int[ArrayLike, ""]):
 
     **Returns:**
 
-    The model with units ≥ `width` set to zero (same shapes).
+    The model with units ≥ `width` set to zero (same shapes). A traced `width` outside
+    [1, H] gives NaN weights (never a silently clipped width).
+
+    **Raises:** `ValueError` if a concrete `width` is outside [1, H].
     """
     if not isinstance(model, TwoLayer | TwoLayerLinear):
         raise TypeError(
             f"`model` must be a TwoLayer or TwoLayerLinear, got {type(model).__name__}"
         )
     H = model.W1.shape[-2]
+    if jnp.ndim(width) != 0:
+        raise ValueError(f"`width` must be a scalar, got shape {jnp.shape(width)}.")
     if is_concrete(width) and not 1 <= int(np.asarray(width)) <= H:
         raise ValueError(f"`width` must be in [1, {H}], got {width}.")
+    width = jnp.asarray(width)
     active = jnp.arange(H) < width
     W1 = jnp.where(active[:, None], model.W1, 0.0)
     W2 = jnp.where(active[None, :], model.W2, 0.0)
-    return eqx.tree_at(lambda m: (m.W1, m.W2), model, (W1, W2))
+    out = eqx.tree_at(lambda m: (m.W1, m.W2), model, (W1, W2))
+    return _nan_where((width < 1) | (width > H), out)
 
 
 def pad_width(model, max_width: int):
@@ -219,6 +303,7 @@ def pad_width(model, max_width: int):
             f"`model` must be a TwoLayer or TwoLayerLinear, got {type(model).__name__}"
         )
     h = model.W1.shape[-2]
+    _check_positive_int("max_width", max_width)
     if max_width < h:
         raise ValueError(f"`max_width` = {max_width} is smaller than the model's width {h}.")
     W1 = jnp.pad(model.W1, ((0, max_width - h), (0, 0)))

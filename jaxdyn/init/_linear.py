@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -13,7 +14,7 @@ from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray, Real
 from .._checks import is_concrete
 from .._models import TwoLayerLinear
 from ..data._orthogonal import haar_orthogonal
-from ._init import mask_width, pad_width
+from ._init import _check_positive_int, _check_scalars, _nan_where, mask_width, pad_width
 
 __all__ = [
     "lambda_balanced",
@@ -42,20 +43,30 @@ def split_singular_values(
 
     **Returns:**
 
-    `(s1, s2)`, the singular values of the first and second layer.
+    `(s1, s2)`, the singular values of the first and second layer; NaN where a traced `s` is
+    negative or `s`/`lam` is not finite.
+
+    **Raises:** `ValueError` naming the argument for such concrete values.
 
     ??? cite "Reference"
 
         Dominé et al. 2024, *From Lazy to Rich*, arXiv:2409.14623, Theorem 5.2 / Eq. (18).
     """
     s = jnp.asarray(s)
+    if not jnp.issubdtype(s.dtype, jnp.floating):
+        s = s.astype(jnp.result_type(float))
     lam = jnp.asarray(lam, dtype=s.dtype)
+    bad = _check_scalars(
+        ("s", s, "non-negative and finite", jnp.isfinite(s) & (s >= 0)),
+        ("lam", lam, "finite", jnp.isfinite(lam)),
+    )
     q = jnp.sqrt(lam**2 + 4 * s**2)
     big = 0.5 * (q + jnp.abs(lam))
     small = jnp.where(big > 0, s**2 / jnp.where(big > 0, big, 1.0), 0.0)
     s2sq = jnp.where(lam >= 0, big, small)
     s1sq = jnp.where(lam >= 0, small, big)
-    return jnp.sqrt(s1sq), jnp.sqrt(s2sq)
+    nan = jnp.asarray(jnp.nan, s.dtype)
+    return jnp.where(bad, nan, jnp.sqrt(s1sq)), jnp.where(bad, nan, jnp.sqrt(s2sq))
 
 
 def lambda_balanced(
@@ -106,8 +117,17 @@ def lambda_balanced(
 
     A `jaxdyn.TwoLayerLinear` with `W1 (h, d)` and `W2 (o, h)`.
 
-    Jittable and vmappable over `lam` and `scale`; the admissibility check is done only when
-    `lam` is concrete, raising `ValueError`.
+    Jittable and vmappable over `lam` and `scale`. For concrete values the checks below raise
+    `ValueError`; for traced values (under `jit`/`vmap`) a member with an inadmissible `lam`,
+    a negative `scale` or a non-finite `lam`/`scale` has all-NaN weights instead, so every
+    number computed from it is NaN (never a plausible, unbalanced net), while the other
+    members are exactly as if built one by one. To raise at run time instead, wrap the result:
+    `eqx.error_if(m, ~jd.init.lambda_balanced_admissible(lam, h, d, o), "...")` (honours
+    `EQX_ON_ERROR`); sweeps mark such points with `lambda_balanced_admissible`.
+
+    **Raises:** `ValueError` naming the argument: `d`, `h`, `o` not positive ints; a concrete
+    `lam` inadmissible for the shapes (above) or not finite; a concrete `scale` negative or not
+    finite; `aligned_to` of the wrong shape.
 
     ??? cite "Reference"
 
@@ -116,8 +136,10 @@ def lambda_balanced(
         initialisation of §3.
     """
     for name, v in (("d", d), ("h", h), ("o", o)):
-        if not isinstance(v, int) or v < 1:
-            raise ValueError(f"`{name}` must be a positive Python int, got {v!r}.")
+        _check_positive_int(name, v)
+    for name, v in (("lam", lam), ("scale", scale)):
+        if jnp.ndim(v) != 0:
+            raise ValueError(f"`{name}` must be a scalar, got shape {jnp.shape(v)}.")
     if dtype is None:
         dtype = jax.dtypes.canonicalize_dtype(jnp.float64)
     lam_c = float(np.asarray(lam)) if is_concrete(lam) else None
@@ -144,7 +166,13 @@ def lambda_balanced(
             )
     lam = jnp.asarray(lam, dtype)
     scale = jnp.asarray(scale, dtype)
-    return _init(key, lam, scale, aligned_to, d=d, h=h, o=o, dtype=dtype)
+    bad = _check_scalars(
+        ("lam", lam, "finite", jnp.isfinite(lam)),
+        ("scale", scale, "finite", jnp.isfinite(scale)),
+    )
+    # traced values: the same checks, as a NaN mark on the member (see Returns)
+    bad = bad | _inadmissible(lam, h, d, o) | ~(scale >= 0)
+    return _nan_where(bad, _init(key, lam, scale, aligned_to, d=d, h=h, o=o, dtype=dtype))
 
 
 @partial(jax.jit, static_argnames=("d", "h", "o", "dtype"))
@@ -195,9 +223,10 @@ def lambda_balanced_admissible(
     exists at hidden width `width` for input/output dimensions `d`, `o`.
 
     By a rank argument ($W_1W_1^\top$ has rank ≤ d, $W_2^\top W_2$ rank ≤ o): `width > d` needs
-    λ ≥ 0, `width > o` needs λ ≤ 0 (so `width > max(d, o)` needs λ = 0); widths < 1 are not
-    admissible. These are the cases `lambda_balanced` raises `ValueError` for; this form is
-    traceable, for sweeps that mark such points `jd.RESULTS.inadmissible_init`.
+    λ ≥ 0, `width > o` needs λ ≤ 0 (so `width > max(d, o)` needs λ = 0); widths < 1 and
+    non-finite λ are not admissible. These are the cases `lambda_balanced` raises
+    `ValueError` for; this form is traceable, for sweeps that mark such points
+    `jd.RESULTS.inadmissible_init`.
 
     **Arguments:**
 
@@ -215,7 +244,8 @@ def lambda_balanced_admissible(
     """
     lam = jnp.asarray(lam)
     width = jnp.asarray(width)
-    return ~_inadmissible(lam, width, d, o) & (width >= 1)
+    finite = jnp.isfinite(lam) if jnp.issubdtype(lam.dtype, jnp.inexact) else True
+    return ~_inadmissible(lam, width, d, o) & (width >= 1) & finite
 
 
 def _inadmissible(lam, width, d: int, o: int):
@@ -233,6 +263,7 @@ def lambda_balanced_at_width(
     o: int,
     max_width: int,
     aligned_to: Float[ArrayLike, "o d"] | None = None,
+    inadmissible: str = "zero",
 ) -> TwoLayerLinear:
     r"""A λ-balanced `TwoLayerLinear` of (possibly traced) hidden width `width`, embedded at
     `max_width` with zero extra units, so that one compiled program serves every width of a
@@ -240,9 +271,7 @@ def lambda_balanced_at_width(
 
     The init of every static width 1 … `max_width` is built (`lambda_balanced`), padded with
     zero units (`pad_width`), the one matching `width` is selected and the units ≥ `width`
-    masked (`mask_width`). Zero units stay zero under gradient flow. For an inadmissible
-    (λ, width) pair (see `lambda_balanced_admissible`) the net returned is not λ-balanced: mark
-    such points instead of using them.
+    masked (`mask_width`). Zero units stay zero under gradient flow.
 
     **Arguments:**
 
@@ -250,13 +279,36 @@ def lambda_balanced_at_width(
     - `lam`, `scale`, `aligned_to`: as for `lambda_balanced`.
     - `width`: number of active hidden units, 1 … `max_width` (may be traced).
     - `d`, `o`, `max_width`: input, output and embedding widths (static Python ints).
+    - `inadmissible`: what a traced member gets when no λ-balanced net exists for its
+      (λ, width) (see `lambda_balanced_admissible`) or `width` is outside 1 … `max_width`:
+      `"zero"` (default) the all-zero net, or `"nan"` all-NaN weights. Neither is a plausible
+      λ-balanced net: the zero net is a saddle (it never learns, its balance error is |λ| and
+      its NTK is zero, so kernel distances are NaN). The zero net is finite, so a stacked
+      solve of the whole batch (`jd.gradient_flow(batch="stacked")`, whose shared step
+      control a NaN member would stall) is unaffected; mark such points with
+      `lambda_balanced_admissible` (`jd.RESULTS.inadmissible_init`).
 
     **Returns:**
 
-    A `TwoLayerLinear` with `W1 (max_width, d)`, `W2 (o, max_width)`.
+    A `TwoLayerLinear` with `W1 (max_width, d)`, `W2 (o, max_width)`. A traced negative or
+    non-finite `scale`, or non-finite `lam`, gives all-NaN weights (as `lambda_balanced`).
+    Valid members are exactly as if built one by one.
+
+    **Raises:** `ValueError` naming the argument for concrete values: `max_width` not a
+    positive int, `width` outside 1 … `max_width`, (λ, width) inadmissible, and the checks of
+    `lambda_balanced`.
     """
-    if isinstance(max_width, bool) or not isinstance(max_width, int) or max_width < 1:
-        raise ValueError(f"`max_width` must be a positive Python int, got {max_width!r}.")
+    _check_positive_int("max_width", max_width)
+    if inadmissible not in ("zero", "nan"):
+        raise ValueError(f"`inadmissible` must be 'zero' or 'nan', got {inadmissible!r}.")
+    if jnp.ndim(width) != 0:
+        raise ValueError(f"`width` must be a scalar, got shape {jnp.shape(width)}.")
+    width = jnp.asarray(width)
+    if is_concrete(width) and not 1 <= int(width) <= max_width:
+        raise ValueError(f"`width` must be in [1, {max_width}], got {int(width)}.")
+    if is_concrete(lam, width):
+        # concrete (λ, width): lambda_balanced raises its own message if inadmissible
+        lambda_balanced(key, d, int(width), o, lam, scale, aligned_to=aligned_to)
     W1 = jnp.zeros((max_width, d))
     W2 = jnp.zeros((o, max_width))
     for h in range(1, max_width + 1):
@@ -267,7 +319,18 @@ def lambda_balanced_at_width(
         m = pad_width(m, max_width)
         W1 = jnp.where(width == h, m.W1, W1)
         W2 = jnp.where(width == h, m.W2, W2)
-    return mask_width(TwoLayerLinear(W1, W2), width)
+    out = mask_width(TwoLayerLinear(W1, W2), jnp.clip(width, 1, max_width))
+    lam_a, scale_a = jnp.asarray(lam), jnp.asarray(scale)
+    invalid = ~lambda_balanced_admissible(lam_a, width, d, o) | (width > max_width)
+    if inadmissible == "nan":
+        out = _nan_where(invalid, out)
+    else:
+        out = jax.tree_util.tree_map(
+            lambda x: jnp.where(invalid, jnp.zeros((), x.dtype), x) if eqx.is_array(x) else x,
+            out,
+        )
+    # bad values (not a shape obstruction) are NaN, masked units included
+    return _nan_where(~jnp.isfinite(lam_a) | ~jnp.isfinite(scale_a) | ~(scale_a >= 0), out)
 
 
 def match_det_sign(
@@ -296,11 +359,18 @@ def match_det_sign(
         Dominé et al. 2024, *From Lazy to Rich*, arXiv:2409.14623, §4 (invertibility of B in
         Theorem 4.3).
     """
+    if not isinstance(model, TwoLayerLinear):
+        raise TypeError(f"`model` must be a TwoLayerLinear, got {type(model).__name__}")
     Syx = jnp.asarray(Syx)
-    if Syx.shape[-1] != Syx.shape[-2] or model.W1.shape[-1] != Syx.shape[-1]:
+    if (
+        Syx.ndim < 2
+        or Syx.shape[-1] != Syx.shape[-2]
+        or model.W1.shape[-1] != Syx.shape[-1]
+        or model.W2.shape[-2] != Syx.shape[-2]
+    ):
         raise ValueError(
-            f"`Syx` must be square and match W1's input dimension, got {Syx.shape} for "
-            f"W1 {model.W1.shape}."
+            f"`Syx` must be square and match W1's input and W2's output dimension, got "
+            f"{Syx.shape} for W1 {model.W1.shape}, W2 {model.W2.shape}."
         )
     flip = apply & (jnp.sign(jnp.linalg.det(model.W2 @ model.W1)) != jnp.sign(jnp.linalg.det(Syx)))
     W1 = jnp.where(flip, model.W1.at[:, 0].multiply(-1.0), model.W1)
@@ -308,7 +378,7 @@ def match_det_sign(
 
 
 def lambda_balanced_converged(
-    key: PRNGKeyArray, Syx: Float[Array, "d d"], lam: Real[ArrayLike, ""]
+    key: PRNGKeyArray, Syx: Real[ArrayLike, "..."], lam: Real[ArrayLike, ""]
 ) -> TwoLayerLinear:
     r"""A λ-balanced square net at the global minimum of the task, aligned with it:
     $W_2W_1 = \tilde\Sigma_{yx}$ exactly, $W_1 = R S_1\tilde V^\top$, $W_2 = \tilde U S_2 R^\top$
@@ -324,12 +394,20 @@ def lambda_balanced_converged(
 
     **Returns:**
 
-    A `TwoLayerLinear` with `W1 (d, d)`, `W2 (d, d)`.
+    A `TwoLayerLinear` with `W1 (d, d)`, `W2 (d, d)`; all NaN for a traced non-finite `lam`
+    or `Syx` (every λ is admissible for a square net).
+
+    **Raises:** `ValueError` for a non-square `Syx`, or a concrete non-finite `lam`.
 
     ??? cite "Reference"
 
         Dominé et al. 2024, *From Lazy to Rich*, arXiv:2409.14623, Theorem 5.2 / Eq. (18).
     """
+    Syx = jnp.asarray(Syx)
+    if Syx.ndim != 2 or Syx.shape[0] != Syx.shape[1]:
+        raise ValueError(f"`Syx` must be square (d, d), got shape {Syx.shape}.")
+    if jnp.ndim(lam) != 0:
+        raise ValueError(f"`lam` must be a scalar, got shape {jnp.shape(lam)}.")
     U, s, Vt = jnp.linalg.svd(Syx)
     S1, S2 = split_singular_values(s, lam)
     Rot = haar_orthogonal(key, s.shape[0], Syx.dtype)

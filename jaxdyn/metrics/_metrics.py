@@ -1,7 +1,8 @@
 """Conserved quantities, empirical NTK, kernel distance and other trajectory diagnostics.
 
 Every function accepts models with extra leading axes (e.g. a `Trajectory.model` whose arrays
-carry a time axis) where noted, so a diagnostic over a whole trajectory is one call.
+carry a time axis) where noted, so a diagnostic over a whole trajectory is one call. A model's
+leading axes are those its arrays carry beyond one member's shapes (`_lead_axes`).
 """
 
 from __future__ import annotations
@@ -121,7 +122,30 @@ def conserved(model, lr=None):
     raise TypeError(f"`model`: no conserved quantity known for {type(model).__name__}.")
 
 
-def ntk(model, X: Float[ArrayLike, "n d"], lr=None) -> Float[Array, "no no"]:
+def _lead_axes(model) -> int:
+    """How many leading (time, batch) axes the arrays of `model` carry beyond one member's
+    shapes: `a.ndim` for a `SingleNeuron`, `W1.ndim - 2` for `TwoLayerLinear`/`TwoLayer`,
+    `layers[0].ndim - 2` for `DeepLinear`/`MLP`; 0 for any other model (taken as unbatched)."""
+    if isinstance(model, SingleNeuron):
+        n = jnp.ndim(model.a)
+    elif isinstance(model, TwoLayerLinear | TwoLayer):
+        n = jnp.ndim(model.W1) - 2
+    elif isinstance(model, DeepLinear | MLP):
+        n = jnp.ndim(model.layers[0]) - 2
+    else:
+        n = 0
+    if n < 0:
+        raise ValueError(f"`model`: {type(model).__name__} has arrays of too few dimensions.")
+    return n
+
+
+def _over_lead(fn, lead: int):
+    for _ in range(lead):
+        fn = eqx.filter_vmap(fn)
+    return fn
+
+
+def ntk(model, X: Float[ArrayLike, "n d"], lr=None) -> Float[Array, "*batch no no"]:
     r"""Empirical neural tangent kernel $K = J\,\mathrm{diag}(\eta)\,J^\top$ on inputs `X`.
 
     $J = \partial f(X)/\partial\theta$ with outputs flattened sample-major (row `i·o + k` is
@@ -130,18 +154,22 @@ def ntk(model, X: Float[ArrayLike, "n d"], lr=None) -> Float[Array, "no no"]:
     $\dot f = -\tfrac{1}{n} K (f - y)$ (for the MSE); for the single neuron this is
     $K(x, x') = \eta_w a^2 x^\top x' + \eta_a (w^\top x)(w^\top x')$ (Kunin et al. 2024, §4).
 
-    Computed with `jax.jacfwd`/`jax.jacrev` (whichever is cheaper for the shapes); the model must
-    be unbatched (use `jax.vmap(lambda m: ntk(m, X))(traj.model)` over a trajectory).
+    Computed with `jax.jacfwd`/`jax.jacrev` (whichever is cheaper for the shapes). A model of a
+    known type (`SingleNeuron`, `TwoLayerLinear`, `TwoLayer`, `DeepLinear`, `MLP`) may carry
+    extra leading axes on every array (e.g. `Trajectory.model`, time first): the kernel is
+    then computed per member, exactly as `jax.vmap(lambda m: ntk(m, X))(traj.model)`.
 
     **Arguments:**
 
-    - `model`: an unbatched Equinox model.
+    - `model`: an Equinox model, possibly with leading (time, batch) axes as above; any other
+      model type is taken as unbatched.
     - `X`: inputs `(n, d)`.
-    - `lr`: `None`, a scalar, or a pytree of the model's type with per-leaf learning rates.
+    - `lr`: `None`, a scalar, or a pytree of the model's type with per-leaf (unbatched)
+      learning rates.
 
     **Returns:**
 
-    The kernel, shape `(n·o, n·o)`.
+    The kernel, shape `(..., n·o, n·o)` with the model's leading axes first.
 
     ??? cite "Reference"
 
@@ -150,6 +178,10 @@ def ntk(model, X: Float[ArrayLike, "n d"], lr=None) -> Float[Array, "no no"]:
     X = jnp.asarray(X)
     if X.ndim != 2:
         raise ValueError(f"`X` must have shape (n, d), got {X.shape}.")
+    return _over_lead(lambda m: _ntk(m, X, lr), _lead_axes(model))(model)
+
+
+def _ntk(model, X, lr):
     params, static = eqx.partition(model, eqx.is_inexact_array)
     flat, unravel = ravel_pytree(params)
 
@@ -198,23 +230,31 @@ def kernel_distance(
     return 1.0 - inner / (n0 * nt)
 
 
-def alignment(K: Float[ArrayLike, "m m"], Y: Float[ArrayLike, "..."]) -> Float[Array, ""]:
+def alignment(
+    K: Float[ArrayLike, "*batch m m"], Y: Float[ArrayLike, "..."]
+) -> Float[Array, "*batch"]:
     r"""Kernel–target alignment $\langle K, yy^\top\rangle_F/(\|K\|_F\|y\|^2)$
     (Cristianini et al. 2002, *On kernel-target alignment*), with `Y` flattened sample-major
     like `ntk`.
 
     **Arguments:**
 
-    - `K`: a kernel `(m, m)`.
-    - `Y`: targets with `m` entries in all (e.g. `(n,)` or `(n, o)`).
+    - `K`: a kernel `(m, m)`, or kernels `(..., m, m)` (e.g. `ntk` of a trajectory).
+    - `Y`: targets with `m` entries in all (e.g. `(n,)` or `(n, o)`), shared by every kernel.
 
     **Returns:**
 
-    The alignment, a scalar in [−1, 1].
+    The alignment in [−1, 1], shape `(...)`.
     """
     K = jnp.asarray(K)
     y = jnp.asarray(Y).reshape(-1)
-    return (y @ K @ y) / (jnp.sqrt(jnp.sum(K * K, axis=(-2, -1))) * jnp.sum(y * y))
+    if K.ndim < 2 or K.shape[-1] != K.shape[-2] or K.shape[-1] != y.shape[0]:
+        raise ValueError(
+            f"`K` must be square (..., m, m) with m = {y.shape[0]} (the entries of `Y`), got "
+            f"{K.shape}."
+        )
+    num = jnp.einsum("i,...ij,j->...", y, K, y)
+    return num / (jnp.sqrt(jnp.sum(K * K, axis=(-2, -1))) * jnp.sum(y * y))
 
 
 def relative_change(model0, model_t) -> Float[Array, "..."]:
@@ -222,24 +262,44 @@ def relative_change(model0, model_t) -> Float[Array, "..."]:
 
     **Arguments:**
 
-    - `model0`: the reference model.
-    - `model_t`: a model of the same structure, possibly with leading axes (e.g. a trajectory's
-      time axis) on every array.
+    - `model0`: the reference model, possibly with leading (batch) axes `B…` on every array.
+    - `model_t`: a model of the same structure with leading axes `(B…, T…)`: `model0`'s
+      leading axes first, then any extra ones (e.g. `Trajectory.model` of a batched flow,
+      `(B, T, …)`, against the initial models `(B, …)`).
 
     **Returns:**
 
-    The relative change, with `model_t`'s leading axes.
+    The relative change per member, with `model_t`'s leading axes `(B…, T…)`.
     """
     p0 = jax.tree_util.tree_leaves(eqx.filter(model0, eqx.is_inexact_array))
     pt = jax.tree_util.tree_leaves(eqx.filter(model_t, eqx.is_inexact_array))
     if len(p0) != len(pt):
         raise ValueError("`model0` and `model_t` must have the same structure.")
+    if not p0:
+        raise ValueError("`model0` has no floating-point array parameters.")
+    lead0 = _lead_axes(model0)
     lead = pt[0].ndim - p0[0].ndim
-    num = sum(
-        jnp.sum((b - a) ** 2, axis=tuple(range(lead, b.ndim))) for a, b in zip(p0, pt, strict=True)
-    )
-    den = sum(jnp.sum(a**2) for a in p0)
-    return jnp.sqrt(num / den)
+    if lead < 0 or any(b.ndim - a.ndim != lead for a, b in zip(p0, pt, strict=True)):
+        raise ValueError(
+            "`model_t` must carry the same number of extra leading axes on every array as "
+            f"`model0`, plus its own; got {[a.shape for a in p0]} and {[b.shape for b in pt]}."
+        )
+    for a, b in zip(p0, pt, strict=True):
+        if b.shape[:lead0] != a.shape[:lead0] or b.shape[lead0 + lead :] != a.shape[lead0:]:
+            raise ValueError(
+                f"`model_t` array of shape {b.shape} does not extend `model0`'s {a.shape} "
+                "by leading axes after model0's own."
+            )
+
+    def expand(a):  # (B…, member) -> (B…, 1…, member)
+        return a.reshape(a.shape[:lead0] + (1,) * lead + a.shape[lead0:])
+
+    def member_sum(x, first):
+        return jnp.sum(x, axis=tuple(range(first, x.ndim)))
+
+    num = sum(member_sum((b - expand(a)) ** 2, lead0 + lead) for a, b in zip(p0, pt, strict=True))
+    den = sum(member_sum(a**2, lead0) for a in p0)
+    return jnp.sqrt(num / jnp.reshape(den, jnp.shape(den) + (1,) * lead))
 
 
 def spectral_norms(model) -> tuple[Array, ...]:
@@ -247,17 +307,20 @@ def spectral_norms(model) -> tuple[Array, ...]:
 
     **Arguments:**
 
-    - `model`: an Equinox model; every inexact array leaf with ≥ 2 dimensions is a weight
-      matrix (its last two axes).
+    - `model`: an Equinox model, possibly with leading (time, batch) axes on every array
+      (counted by the model's type as for `ntk`); every inexact array leaf with ≥ 2
+      dimensions per member is a weight matrix (its last two axes). A time-stacked
+      `SingleNeuron` (`w (T, d)`) therefore has none.
 
     **Returns:**
 
-    A tuple of arrays, one per weight matrix.
+    A tuple of arrays, one per weight matrix, each with the model's leading axes.
     """
+    lead = _lead_axes(model)
     leaves = [
         x
         for x in jax.tree_util.tree_leaves(eqx.filter(model, eqx.is_inexact_array))
-        if x.ndim >= 2
+        if x.ndim - lead >= 2
     ]
     return tuple(jnp.linalg.norm(W, ord=2, axis=(-2, -1)) for W in leaves)
 

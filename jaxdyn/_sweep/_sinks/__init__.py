@@ -5,7 +5,11 @@ from __future__ import annotations
 import os
 
 from .._dataset import out_kind
-from .base import AbstractSink as AbstractSink, check_writable as check_writable
+from .base import (
+    AbstractSink as AbstractSink,
+    check_writable as check_writable,
+    write_recovery as write_recovery,
+)
 from .memory import MemorySink as MemorySink
 from .netcdf import NetCDFSink as NetCDFSink
 from .zarr_store import ZarrSink as ZarrSink

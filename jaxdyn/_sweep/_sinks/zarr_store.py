@@ -10,11 +10,11 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from .._dataset import flat_dataset
+from .._dataset import flat_dataset, identity_keys
 from .._errors import SweepError
 from .._experiment import Experiment
 from .._plan import Plan
-from .base import AbstractSink, check_writable
+from .base import AbstractSink, check_writable, clean_leftovers, temp_sibling
 
 __all__ = ["ZarrSink"]
 
@@ -23,10 +23,16 @@ class ZarrSink(AbstractSink):
     """A flat Zarr store (dimension `point`, one coordinate variable per axis, and a
     `chunk_done` flag per chunk), written chunk by chunk.
 
-    Each chunk's data is written before its `chunk_done` flag, so a kill between the two only
-    redoes that chunk. With `resume`, an existing store of the *same* sweep (same `grid_hash`:
-    experiment, grid, shard and settings; same chunk size) is reopened and its finished
-    chunks are kept; `jaxdyn.load_sweep` returns the grid Dataset once the store is complete.
+    The store is created under a temporary sibling name (`<path>.tmp-<host>-<pid>`) and
+    renamed into place only once its metadata and `chunk_done` array are complete, so a
+    sweep killed at any instant leaves either no store, or one that resumes. (Temporary
+    siblings left by killed processes are removed by the next sweep to the same path.) Each
+    chunk's data is written before its `chunk_done` flag, so a kill between the two only
+    redoes that chunk. With `resume`, an existing store of the *same* sweep is reopened and
+    its finished chunks are kept: same experiment, grid, shard, settings, dtype, jaxdyn version
+    (all in `grid_hash`) and chunk size, and the same variables with the same shapes and
+    dtypes; anything else is refused, naming what differs. `jaxdyn.load_sweep` returns the grid
+    Dataset once the store is complete.
 
     **Fields:**
 
@@ -43,7 +49,7 @@ class ZarrSink(AbstractSink):
         **Raises:** `SweepError` (argument `out`) if the store exists without `force` or
         `resume`, or if its directory is not writable.
         """
-        if os.path.exists(path) and not (force or resume):
+        if os.path.lexists(path) and not (force or resume):
             raise SweepError(
                 f"{path} exists; use force to overwrite or resume to continue", argument="out"
             )
@@ -59,8 +65,8 @@ class ZarrSink(AbstractSink):
         buffers: Mapping[str, np.ndarray],
         attrs: Mapping[str, Any],
     ) -> np.ndarray:
-        """Create the store, or reopen it to resume and copy its finished chunks into
-        `buffers`.
+        """Create the store (atomically), or reopen it to resume and copy its finished chunks
+        into `buffers`.
 
         **Arguments:**
 
@@ -73,39 +79,92 @@ class ZarrSink(AbstractSink):
 
         The `bool` array of chunks already done.
 
-        **Raises:** `SweepError` (argument `out`) when resuming a store of a different sweep.
+        **Raises:** `SweepError` (argument `out`) when resuming a store of a different sweep
+        or one that cannot be read; `OSError` when the store cannot be created.
         """
         super().prepare(experiment, plan, buffers, attrs)
         path, chunk = self.path, plan.chunk
         assert path is not None
-        if self.resume and os.path.exists(path):
-            existing = xr.open_zarr(path, consolidated=False)
-            if (
-                existing.attrs.get("grid_hash") != attrs["grid_hash"]
-                or int(existing.attrs.get("chunk", -1)) != chunk
-            ):
-                raise SweepError(
-                    f"{path} holds a different sweep (grid, experiment, shard or chunk size "
-                    "differ); use force to overwrite",
-                    argument="out",
-                )
-            done = existing["chunk_done"].values.astype(bool).copy()
-            self._dims = {name: existing[name].dims for name in buffers}
-            for c in np.flatnonzero(done):
-                a, b = plan.bounds(int(c))
-                for name in buffers:
-                    buffers[name][a:b] = existing[name].values[a:b]
-            return done
-        if os.path.exists(path):  # force (checked in __init__)
-            shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+        clean_leftovers(path)
+        if self.resume and os.path.lexists(path):
+            return self._reopen(experiment, plan, buffers, attrs)
         ds = flat_dataset(
             experiment, plan.points, buffers, {**attrs, "chunk": chunk, "complete": 0}
         )
         ds["chunk_done"] = ("chunk", np.zeros(plan.n_chunks, np.int8))
         encoding = {name: {"chunks": (chunk,) + ds[name].shape[1:]} for name in buffers}
-        ds.to_zarr(path, mode="w", encoding=encoding, consolidated=False)
+        tmp = temp_sibling(path)
+        try:
+            ds.to_zarr(tmp, mode="w", encoding=encoding, consolidated=False)
+            _move_into_place(tmp, path)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         self._dims = {name: ds[name].dims for name in buffers}
         return np.zeros(plan.n_chunks, bool)
+
+    def _reopen(
+        self,
+        experiment: Experiment,
+        plan: Plan,
+        buffers: Mapping[str, np.ndarray],
+        attrs: Mapping[str, Any],
+    ) -> np.ndarray:
+        path = self.path
+        assert path is not None
+        try:
+            existing = xr.open_zarr(path, consolidated=False)
+            flags = existing["chunk_done"]
+        except Exception as e:  # noqa: BLE001 - any unreadable store gets the same answer
+            raise SweepError(
+                f"{path} is not a readable sweep store ({type(e).__name__}: {e}); "
+                "use force to start over",
+                argument="out",
+            ) from None
+        now = {**attrs, "chunk": plan.chunk}
+        differ = [
+            k
+            for k in (*identity_keys(experiment), "chunk")
+            if not _same(existing.attrs.get(k), now[k])
+        ]
+        if existing.attrs.get("grid_hash") != attrs["grid_hash"] and not differ:
+            differ = ["grid_hash"]
+        for name, buf in buffers.items():
+            if name not in existing:
+                differ.append(f"variable {name} (missing)")
+            elif existing[name].shape != buf.shape or existing[name].dtype != buf.dtype:
+                differ.append(
+                    f"variable {name} ({existing[name].dtype}{list(existing[name].shape)} "
+                    f"stored, {buf.dtype}{list(buf.shape)} now)"
+                )
+        if flags.shape != (plan.n_chunks,) and not differ:
+            differ = ["chunk count"]
+        if differ:
+            shown = [
+                f"{k} ({_short(existing.attrs.get(k))} stored, {_short(now[k])} now)"
+                if k in now
+                else k
+                for k in differ
+            ]
+            raise SweepError(
+                f"{path} holds a different sweep ({'; '.join(shown)} differ); "
+                "use force to overwrite",
+                argument="out",
+            )
+        try:
+            done = flags.values.astype(bool).copy()
+            for a, b in _runs(plan, done):  # read the finished chunks only
+                part = existing.isel(point=slice(a, b))
+                for name in buffers:
+                    buffers[name][a:b] = part[name].values
+        except Exception as e:  # noqa: BLE001 - a damaged chunk
+            raise SweepError(
+                f"{path}: cannot read its finished chunks ({type(e).__name__}: {e}); "
+                "use force to start over",
+                argument="out",
+            ) from None
+        self._dims = {name: existing[name].dims for name in buffers}
+        return done
 
     def write_chunk(self, c: int) -> None:
         """Write chunk `c`'s rows, then its `chunk_done` flag.
@@ -144,3 +203,39 @@ class ZarrSink(AbstractSink):
 
         **Returns:** `None`.
         """
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Attribute equality after a round trip through the store (NaN equals NaN)."""
+    if isinstance(a, float) and isinstance(b, float) and np.isnan(a) and np.isnan(b):
+        return True
+    return a == b
+
+
+def _short(v: Any) -> str:
+    r = repr(v)
+    return r if len(r) <= 60 else r[:57] + "..."
+
+
+def _runs(plan: Plan, done: np.ndarray) -> list[tuple[int, int]]:
+    """Point ranges `[a, b)` of the maximal runs of consecutive done chunks."""
+    runs: list[tuple[int, int]] = []
+    for c in np.flatnonzero(done):
+        a, b = plan.bounds(int(c))
+        if runs and runs[-1][1] == a:
+            runs[-1] = (runs[-1][0], b)
+        else:
+            runs.append((a, b))
+    return runs
+
+
+def _move_into_place(tmp: str, path: str) -> None:
+    """Rename the finished store `tmp` to `path`, replacing what is there (`force`): the old
+    store is renamed aside first and removed after, so `path` is never half-written."""
+    if not os.path.lexists(path):
+        os.rename(tmp, path)
+        return
+    old = temp_sibling(path, "old")
+    os.rename(path, old)
+    os.rename(tmp, path)
+    shutil.rmtree(old) if os.path.isdir(old) and not os.path.islink(old) else os.remove(old)
