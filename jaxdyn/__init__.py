@@ -27,6 +27,7 @@ from ._models import (
     TwoLayer as TwoLayer,
     TwoLayerLinear as TwoLayerLinear,
     is_linear_in_input as is_linear_in_input,
+    is_piecewise_smooth as is_piecewise_smooth,
 )
 from ._results import (
     RESULTS as RESULTS,

@@ -22,7 +22,7 @@ import optimistix as optx
 from jaxtyping import Array, ArrayLike, Float, PyTree
 
 from ._checks import check_data, check_finite_tree, check_ts, is_concrete
-from ._models import is_linear_in_input
+from ._models import TwoLayer, is_linear_in_input, is_piecewise_smooth
 from ._results import RESULTS, status_code
 
 __all__ = [
@@ -44,10 +44,12 @@ TimesLike = ArrayLike | Sequence[float]
 
 DEFAULT_MAX_STEPS = 100_000
 DEFAULT_TOL = 1e-8
+#: The non-smooth strategy's step floor is (ts[-1] - ts[0]) / FLOOR_STEPS.
+FLOOR_STEPS = 20_000
 
 
 class Trajectory(eqx.Module):
-    """A solved learning trajectory.
+    r"""A solved learning trajectory.
 
     **Fields:**
 
@@ -56,6 +58,12 @@ class Trajectory(eqx.Module):
     - `loss`: the loss at each save time, `(T,)`.
     - `stats`: dict with `num_steps`, `num_accepted_steps`, `num_rejected_steps` and `t_final`
       (the time the solve ended: the last save time, or the hitting time of `stop_at_loss`).
+      A solve with the non-smooth strategy adds `num_forced_steps` (steps taken at the step
+      floor although their error estimate failed: steps across or along a kink) and `dtmin`
+      (the floor). For a bias-free `TwoLayer` with a positively homogeneous activation (and
+      scalar per-layer learning rates) `conserved_drift` is the largest change, over save times
+      and hidden units, of the per-unit invariant $\eta_1\|W_2[:,k]\|^2 -
+      \eta_2\|W_1[k]\|^2$, which the exact flow keeps constant: the solve's measured error.
     - `result`: a `jaxdyn.RESULTS` item (Diffrax's codes plus `nonfinite`). Check it with
       `traj.result == jd.RESULTS.successful`; `traj.status` gives its integer index (see
       `jaxdyn.status_meaning()`).
@@ -292,25 +300,37 @@ def describe_solver(
     rtol: float | None = None,
     atol: float | None = None,
     batch: bool | str = False,
+    nonsmooth: bool = False,
+    dtmin: float | None = None,
 ) -> dict[str, Any]:
     """Dataset attributes describing a `gradient_flow` configuration, generated from the
     Diffrax objects themselves (so an experiment never writes them by hand).
 
     **Arguments:**
 
-    - `solver`, `stepsize_controller`, `rtol`, `atol`, `batch`: as for `gradient_flow`
-      (`None` means its default).
+    - `solver`, `stepsize_controller`, `rtol`, `atol`, `batch`, `dtmin`: as for
+      `gradient_flow` (`None` means its default).
+    - `nonsmooth`: whether the solve uses the non-smooth strategy (what
+      `gradient_flow(nonsmooth="auto")` picks for a piecewise-smooth model, see
+      `jaxdyn.is_piecewise_smooth`); it applies only without a `stepsize_controller`.
 
     **Returns:**
 
     A dict with `solver` (e.g. `"diffrax.Dopri8 + PIDController(max norm)"`), `rtol`, `atol`,
-    and `mode` (the resolved batch mode) when `batch` is not `False`.
+    and `mode` (the resolved batch mode) when `batch` is not `False`; with the non-smooth
+    strategy also `dtmin` (a number, or `"(t1 - t0)/20000"` for the default floor).
     """
     rtol, atol = _tolerances(rtol, atol, stepsize_controller)
+    floor = nonsmooth and stepsize_controller is None
+    if floor:
+        solver = _nonsmooth_solver() if solver is None else solver
+        stepsize_controller = FloorController.make(rtol, atol, 1.0 if dtmin is None else dtmin)
     solver = diffrax.Tsit5() if solver is None else solver
     controller = (
         _default_controller(rtol, atol) if stepsize_controller is None else stepsize_controller
     )
+    if isinstance(controller, FloorController):
+        controller = controller.pid
     text = f"diffrax.{type(solver).__name__} + {type(controller).__name__}"
     if isinstance(controller, diffrax.PIDController):
         rtol, atol = float(controller.rtol), float(controller.atol)
@@ -323,6 +343,8 @@ def describe_solver(
             notes.append("dtmin forced" if controller.force_dtmin else "dtmin")
         text += f"({', '.join(notes)})" if notes else ""
     attrs: dict[str, Any] = {"solver": text, "rtol": rtol, "atol": atol}
+    if floor:
+        attrs["dtmin"] = f"(t1 - t0)/{FLOOR_STEPS}" if dtmin is None else dtmin
     mode = resolve_batch(batch)
     if mode is not None:
         attrs["mode"] = mode
@@ -331,6 +353,66 @@ def describe_solver(
 
 def _default_controller(rtol, atol) -> diffrax.PIDController:
     return diffrax.PIDController(rtol=rtol, atol=atol, norm=optx.max_norm)
+
+
+class FloorController(diffrax.AbstractAdaptiveStepSizeController):
+    """The step-size controller of the non-smooth strategy: a max-norm
+    `diffrax.PIDController` with a forced step floor `dtmin`, which also counts the forced
+    steps (steps kept at the floor although their error estimate failed).
+
+    **Fields:**
+
+    - `pid`: the wrapped `diffrax.PIDController` (with `dtmin` and `force_dtmin=True`).
+    - `rtol`, `atol`, `norm`: its tolerances and error norm.
+
+    Build it with `FloorController.make(rtol, atol, dtmin)`. The count is read from the final
+    controller state (`diffrax.SaveAt(controller_state=True)`): `state[1]`.
+    """
+
+    pid: diffrax.PIDController
+    rtol: Any
+    atol: Any
+    norm: Callable = eqx.field(static=True)
+
+    @classmethod
+    def make(cls, rtol, atol, dtmin) -> FloorController:
+        """A floor controller with tolerances `rtol`, `atol` and step floor `dtmin`.
+
+        **Arguments:**
+
+        - `rtol`, `atol`: tolerances of the error test (max norm).
+        - `dtmin`: the step floor.
+
+        **Returns:**
+
+        The controller.
+        """
+        pid = diffrax.PIDController(
+            rtol=rtol, atol=atol, norm=optx.max_norm, dtmin=dtmin, force_dtmin=True
+        )
+        return cls(pid=pid, rtol=rtol, atol=atol, norm=optx.max_norm)
+
+    def wrap(self, direction):
+        return eqx.tree_at(lambda c: c.pid, self, self.pid.wrap(direction))
+
+    def init(self, terms, t0, t1, y0, dt0, args, func, error_order):
+        dt, state = self.pid.init(terms, t0, t1, y0, dt0, args, func, error_order)
+        return dt, (state, jnp.zeros((), jnp.int32))
+
+    def adapt_step_size(
+        self, t0, t1, y0, y1_candidate, args, y_error, error_order, controller_state
+    ):
+        inner, n_forced = controller_state
+        keep, next_t0, next_t1, jump, inner, result = self.pid.adapt_step_size(
+            t0, t1, y0, y1_candidate, args, y_error, error_order, inner
+        )
+
+        def scaled(e, a, b):
+            return e / (self.atol + self.rtol * jnp.maximum(jnp.abs(a), jnp.abs(b)))
+
+        err = self.norm(jax.tree_util.tree_map(scaled, y_error, y0, y1_candidate))
+        forced = keep & ~(err < 1)
+        return keep, next_t0, next_t1, jump, (inner, n_forced + forced), result
 
 
 def gradient_flow(
@@ -349,6 +431,8 @@ def gradient_flow(
     stepsize_controller: diffrax.AbstractStepSizeController | None = None,
     dt0: float | None = None,
     batch: bool | str = False,
+    nonsmooth: bool | str = "auto",
+    dtmin: float | None = None,
 ) -> Trajectory:
     r"""Solve gradient flow $\dot\theta = -\eta \odot \nabla_\theta L(\theta)$ with Diffrax.
 
@@ -365,12 +449,14 @@ def gradient_flow(
       gradient are computed from the moments XᵀX/n, XᵀY/n, YᵀY/n only, so the cost of the solve
       does not depend on n.
     - `solver`: any Diffrax solver; default `diffrax.Tsit5()` (use `diffrax.Dopri8()` for tight
-      tolerances).
+      tolerances), or `diffrax.Bosh3()` under the non-smooth strategy (see `nonsmooth`).
     - `rtol`, `atol`: tolerances (default 1e-8 each) of the default `diffrax.PIDController`,
       whose error norm is the max norm (every component meets the tolerance, also in a batched
-      solve). They must be positive and finite. With a custom `stepsize_controller` they must
-      not be given (the controller carries its own tolerances): passing both raises
-      `ValueError` rather than silently ignoring one of them.
+      solve). They must be positive and finite, and `rtol` at least 10·eps of the parameters'
+      dtype (2.2e-15 in float64, 1.2e-6 in float32; below that a solver cannot meet it);
+      `rtol=None` means 1e-8, or 10·eps where that is larger. With a custom
+      `stepsize_controller` they must not be given (the controller carries its own
+      tolerances): passing both raises `ValueError` rather than silently ignoring one of them.
     - `max_steps`: solver step limit; hitting it is reported in `result`, not raised.
     - `stop_at_loss`: if given, the solve ends when the loss falls to this value (a Diffrax
       event; the hitting time is `traj.stats["t_final"]`).
@@ -387,6 +473,22 @@ def gradient_flow(
         - `"auto"`: `"stacked"` on CPU, `"vmap"` on GPU/TPU (see `resolve_batch`).
 
       The output has the batch axis first, exactly as `jax.vmap(gradient_flow)` would return.
+    - `nonsmooth`: `"auto"` (default), `True` or `False`: whether to integrate with the
+      non-smooth strategy. `"auto"` uses it when `jaxdyn.is_piecewise_smooth(model)` (a ReLU,
+      leaky-ReLU or abs network, or a model declaring `piecewise_smooth = True`) and neither
+      `solver` nor `stepsize_controller` is given; `True` uses it also with a given `solver`.
+      The strategy: `diffrax.Bosh3()` (3rd order) under a max-norm PID controller with a
+      forced step floor `dtmin`, so the solve reaches `ts[-1]` in at most about
+      `(ts[-1] - ts[0]) / dtmin` accepted steps; `stats["num_forced_steps"]` counts the steps
+      kept at the floor across or along a kink, and `stats["conserved_drift"]` (where an
+      invariant is known) measures the error. Measured on a two-layer ReLU/abs net (d = 4,
+      h = 16, n = 64, t = 10): 8 000–19 000 steps, weights within 3e-6 of a fine fixed-step
+      solve, invariant drift ≤ 3e-7, where the plain adaptive solve stopped at t ≈ 2 after
+      100 000 steps; see the numerics page for the comparison of solvers and floors.
+      `nonsmooth=True` together with a `stepsize_controller` raises `ValueError`.
+    - `dtmin`: the step floor of the non-smooth strategy; default
+      `(ts[-1] - ts[0]) / 20_000`. Giving it for a solve that does not use the strategy
+      raises `ValueError`.
 
     **Returns:**
 
@@ -403,6 +505,16 @@ def gradient_flow(
     if stop_at_loss is not None and is_concrete(stop_at_loss) and not np.isfinite(stop_at_loss):
         raise ValueError(f"`stop_at_loss` must be finite, got {stop_at_loss}.")
     mode = resolve_batch(batch)
+    if not (nonsmooth is True or nonsmooth is False or nonsmooth == "auto"):
+        raise ValueError(f"`nonsmooth` must be 'auto', True or False, got {nonsmooth!r}.")
+    if nonsmooth is True and stepsize_controller is not None:
+        raise ValueError(
+            "`nonsmooth=True` brings its own step-size controller (a forced step floor): it "
+            "cannot be combined with a custom `stepsize_controller`."
+        )
+    if dtmin is not None and is_concrete(dtmin) and not (np.isfinite(dtmin) and dtmin > 0):
+        raise ValueError(f"`dtmin` must be positive and finite, got {dtmin}.")
+    rtol_arg, atol_arg = rtol, atol
     rtol, atol = _tolerances(rtol, atol, stepsize_controller)
     batch = mode is not None
 
@@ -422,7 +534,6 @@ def gradient_flow(
     _check_model_data(model, X, Y2, batch)
     lr_tree, lr_batched = _lr_tree(lr, params, batch)
     if mode == "vmap":
-        custom = stepsize_controller is not None
         return _vmap_flow(
             model,
             (X, Y2[:, 0] if vector_y else Y2),
@@ -430,16 +541,27 @@ def gradient_flow(
             lr=lr,
             loss=loss,
             solver=solver,
-            rtol=None if custom else rtol,
-            atol=None if custom else atol,
+            rtol=rtol_arg,
+            atol=atol_arg,
             max_steps=max_steps,
             stop_at_loss=stop_at_loss,
             adjoint=adjoint,
             stepsize_controller=stepsize_controller,
             dt0=dt0,
+            nonsmooth=nonsmooth,
+            dtmin=dtmin,
         )
 
     dtype = jnp.result_type(*jax.tree_util.tree_leaves(params))
+    rtol = _rtol_for_dtype(rtol_arg, rtol, dtype)
+    piecewise = is_piecewise_smooth(model) if nonsmooth == "auto" else bool(nonsmooth)
+    use_floor = piecewise and stepsize_controller is None and (solver is None or nonsmooth is True)
+    if dtmin is not None and not use_floor:
+        raise ValueError(
+            "`dtmin` is the step floor of the non-smooth strategy, which this solve does not "
+            "use (a smooth model, or a custom solver/stepsize_controller): pass "
+            "nonsmooth=True, or give the floor to your controller."
+        )
     ts = ts.astype(dtype) if jnp.issubdtype(dtype, jnp.floating) else ts
     member_model = (
         model
@@ -469,6 +591,11 @@ def gradient_flow(
         # the stop_at_loss event of a stacked solve fires when the worst member hits it
         return L(y) if batch_loss is None else jnp.max(batch_loss(y))
 
+    if use_floor:
+        floor = (ts[-1] - ts[0]) / FLOOR_STEPS if dtmin is None else jnp.asarray(dtmin, dtype)
+        if solver is None:
+            solver = _nonsmooth_solver()
+        stepsize_controller = FloorController.make(rtol, atol, floor)
     if solver is None:
         solver = diffrax.Tsit5()
     if stepsize_controller is None:
@@ -492,7 +619,7 @@ def gradient_flow(
         dt0=dt0,
         y0=params,
         args=lr_tree,
-        saveat=diffrax.SaveAt(ts=ts, t1=True),
+        saveat=diffrax.SaveAt(ts=ts, t1=True, controller_state=use_floor),
         stepsize_controller=stepsize_controller,
         adjoint=adjoint,
         event=event,
@@ -529,14 +656,65 @@ def gradient_flow(
         bcast = lambda x: jnp.broadcast_to(x, (B,) + jnp.shape(x))
         ts_out = bcast(ts)
         stats = _stats(sol, t_final, bcast)
+        if use_floor:
+            stats.update(_floor_stats(sol, floor, bcast))
     else:
         loss_t = jax.vmap(L)(ys)
         result = _mark_nonfinite(ys, loss_t, result)
         ts_out = ts
         stats = _stats(sol, t_final, lambda x: x)
-
+        if use_floor:
+            stats.update(_floor_stats(sol, floor, lambda x: x))
     traj_model = eqx.combine(ys, static)
+    if loss == "mse":
+        drift = _conserved_drift(traj_model, lr_tree)
+        if drift is not None:
+            stats["conserved_drift"] = drift
     return Trajectory(ts=ts_out, model=traj_model, loss=loss_t, stats=stats, result=result)
+
+
+def _nonsmooth_solver() -> diffrax.AbstractSolver:
+    return diffrax.Bosh3()
+
+
+def _rtol_for_dtype(rtol_arg, rtol, dtype):
+    """`rtol` must be at least 10·eps of the state's dtype; `None` means the default, raised
+    to that floor in low precision."""
+    if not jnp.issubdtype(dtype, jnp.floating):
+        return rtol
+    floor = 10 * float(jnp.finfo(dtype).eps)
+    if rtol_arg is None:
+        return max(rtol, floor)
+    if is_concrete(rtol_arg) and float(rtol_arg) < floor:
+        raise ValueError(
+            f"`rtol`={float(rtol_arg):g} is below what {jnp.dtype(dtype).name} can meet "
+            f"(rtol ≥ 10·eps = {floor:.2g}): raise `rtol` or use float64."
+        )
+    return rtol
+
+
+def _floor_stats(sol, floor, bcast):
+    assert sol.controller_state is not None
+    return {
+        "num_forced_steps": bcast(jnp.asarray(sol.controller_state[1])),
+        "dtmin": bcast(jnp.asarray(floor)),
+    }
+
+
+def _conserved_drift(traj_model, lr_tree):
+    """max over save times and units of |δ_k(t) − δ_k(0)|, δ_k = η1‖W2[:,k]‖² − η2‖W1[k]‖²,
+    for a bias-free `TwoLayer` with a positively homogeneous activation and scalar per-layer
+    learning rates; `None` where no invariant is known. Leading (batch) axes are kept."""
+    if not isinstance(traj_model, TwoLayer) or not traj_model.homogeneous:
+        return None
+    if not isinstance(lr_tree, TwoLayer):
+        return None
+    e1, e2 = lr_tree.W1, lr_tree.W2
+    if jnp.ndim(e1) != 0 or jnp.ndim(e2) != 0:
+        return None
+    W1, W2 = traj_model.W1, traj_model.W2  # (..., T, h, d), (..., T, o, h)
+    q = e1 * jnp.sum(W2**2, axis=-2) - e2 * jnp.sum(W1**2, axis=-1)  # (..., T, h)
+    return jnp.nanmax(jnp.abs(q - q[..., :1, :]), axis=(-2, -1))
 
 
 def _mark_nonfinite(ys, loss_t, result):

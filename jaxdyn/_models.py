@@ -5,6 +5,10 @@ maps one input of shape `(d,)` to an output (a scalar for single-output models, 
 otherwise). Models that are linear in their input (`SingleNeuron`, `TwoLayerLinear`,
 `DeepLinear`) also expose `linear_map()`, the end-to-end matrix `β` of shape `(o, d)`, which
 lets `jaxdyn.gradient_flow` work with the data moments `XᵀX/n`, `XᵀY/n` instead of the data.
+
+Models whose gradient field is only piecewise smooth (kinked activations: relu, leaky relu,
+abs, …) say so through a `piecewise_smooth` attribute, read by `is_piecewise_smooth`;
+`gradient_flow` then integrates them with its non-smooth strategy.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ __all__ = [
     "TwoLayer",
     "MLP",
     "is_linear_in_input",
+    "is_piecewise_smooth",
 ]
 
 
@@ -38,6 +43,34 @@ ACTIVATIONS: dict[str, Callable] = {
     "linear": lambda x: x,
     "tanh": jnp.tanh,
 }
+
+
+#: Activations with a kink (a jump in the derivative): the gradient field of a network using
+#: them is discontinuous where a pre-activation crosses the kink.
+_KINKED: tuple[Callable, ...] = (
+    jax.nn.relu,
+    _leaky_relu,
+    jax.nn.leaky_relu,
+    jnp.abs,
+    jax.nn.relu6,
+    jax.nn.hard_tanh,
+)
+#: Positively homogeneous activations σ(cz) = cσ(z) (c > 0): a bias-free two-layer network using
+#: one conserves a per-unit imbalance under gradient flow.
+_HOMOGENEOUS: tuple[Callable, ...] = (
+    jax.nn.relu,
+    _leaky_relu,
+    jax.nn.leaky_relu,
+    jnp.abs,
+    ACTIVATIONS["linear"],
+)
+
+
+def _is_kinked(activation: Callable) -> bool:
+    declared = getattr(activation, "piecewise_smooth", None)
+    if isinstance(declared, bool):
+        return declared
+    return any(activation is f for f in _KINKED)
 
 
 def _activation(activation: str | Callable) -> Callable:
@@ -180,11 +213,14 @@ class TwoLayer(eqx.Module):
     - `W1`: first layer, shape `(h, d)`.
     - `W2`: readout, shape `(o, h)`.
     - `activation`: one of `"relu"`, `"leaky_relu"`, `"abs"`, `"linear"`, `"tanh"`, or any
-      callable acting elementwise.
+      callable acting elementwise. A callable with a kink declares it with an attribute
+      `piecewise_smooth = True` (`jax.nn.relu`, `jax.nn.leaky_relu`, `jnp.abs`,
+      `jax.nn.relu6` and `jax.nn.hard_tanh` are recognised without it).
 
     For positively homogeneous activations (relu, leaky_relu, abs, linear) each hidden unit
     conserves its own imbalance $\|W_2[:,k]\|^2 - \|W_1[k]\|^2$ under gradient flow
-    (Kunin et al. 2024, §5).
+    (Kunin et al. 2024, §5). With a kinked activation the model is `piecewise_smooth` (see
+    `jaxdyn.is_piecewise_smooth`).
     """
 
     W1: Float[Array, "h d"]
@@ -199,6 +235,18 @@ class TwoLayer(eqx.Module):
 
     def __call__(self, x: Float[Array, " d"]) -> Float[Array, " o"]:
         return self.W2 @ self.activation(self.W1 @ x)
+
+    @property
+    def piecewise_smooth(self) -> bool:
+        """Whether the activation has a kink, so that the gradient field is only piecewise
+        smooth."""
+        return _is_kinked(self.activation)
+
+    @property
+    def homogeneous(self) -> bool:
+        """Whether the activation is positively homogeneous (relu, leaky relu, abs, linear), so
+        that every hidden unit conserves its imbalance under gradient flow."""
+        return any(self.activation is f for f in _HOMOGENEOUS)
 
 
 class MLP(eqx.Module):
@@ -243,6 +291,12 @@ class MLP(eqx.Module):
                 h = self.activation(h)
         return h
 
+    @property
+    def piecewise_smooth(self) -> bool:
+        """Whether the activation has a kink (and there is a hidden layer), so that the
+        gradient field is only piecewise smooth."""
+        return len(self.layers) > 1 and _is_kinked(self.activation)
+
 
 def is_linear_in_input(model: eqx.Module) -> bool:
     """Whether `model` is linear in its input, i.e. has a `linear_map()` method (then its MSE
@@ -259,3 +313,23 @@ def is_linear_in_input(model: eqx.Module) -> bool:
     `linear_map`), else `False`.
     """
     return hasattr(model, "linear_map")
+
+
+def is_piecewise_smooth(model) -> bool:
+    """Whether the gradient field of `model` is only piecewise smooth (it jumps where a
+    pre-activation crosses a kink of the activation), which `jaxdyn.gradient_flow(...,
+    nonsmooth="auto")` integrates with its non-smooth strategy.
+
+    **Arguments:**
+
+    - `model`: any model. Its attribute `piecewise_smooth` (a bool, or a property) is honoured,
+      so a user model declares itself with a class attribute `piecewise_smooth = True`.
+      `TwoLayer` and `MLP` derive it from their activation (relu, leaky relu, abs, relu6,
+      hard tanh, or a callable carrying `piecewise_smooth = True`).
+
+    **Returns:**
+
+    `True` or `False`; `False` for models that do not say.
+    """
+    declared = getattr(model, "piecewise_smooth", False)
+    return declared if isinstance(declared, bool) else False

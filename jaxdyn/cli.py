@@ -7,11 +7,14 @@ the values are used: the engine raises `SweepError` (grid and axis domains, chun
 shard, output), the experiments' `make` a `SweepError` for a config value outside its domain
 (`jd.Experiment.check_config`) and the registry `ValueError`/`TypeError` (experiment name,
 settings); this module only parses its arguments and turns those errors into the one line.
+click's own usage errors (unknown command or option, a value of the wrong type, a missing
+argument) are the same one line, naming the command's `--help`.
 """
 
 from __future__ import annotations
 
 import ast
+import contextlib
 import inspect
 import os
 import sys
@@ -28,9 +31,13 @@ from ._sweep._experiment import Domain
 
 EXIT_USAGE = 2
 
+#: Most values one `--AXIS=start:stop:num` may ask for (10⁸ float64 values are 800 MB).
+MAX_AXIS_VALUES = 10**8
+
 #: Engine argument -> the option that sets it (to name the option in an error message).
 _OPTION_OF = {
     "chunk_size": "--chunk-size",
+    "block_size": "--block-size",
     "shard": "--shard",
     "out": "--out",
     "resume": "--resume",
@@ -105,6 +112,11 @@ def parse_axis_values(name: str, text: str) -> Float[np.ndarray, " n"]:
             start, stop, num = float(parts[0]), float(parts[1]), int(parts[2])
             if num < 1:
                 _fail(f"--{name}={text}: num must be ≥ 1")
+            if num > MAX_AXIS_VALUES:
+                _fail(
+                    f"--{name}={text}: num must be ≤ {MAX_AXIS_VALUES:.0e} values per axis "
+                    "(larger grids come from the product of several axes)"
+                )
             if log:
                 if start <= 0 or stop <= 0:
                     _fail(f"--{name}={text}: log ranges need positive ends")
@@ -163,7 +175,36 @@ def _set_dtype(dtype: str):
     jax.config.update("jax_enable_x64", dtype == "float64")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Group(click.Group):
+    """The `jaxdyn` group: click's own usage errors (an unknown command or option, an option
+    value of the wrong type) become the same one line `jaxdyn: error: …` as every other user
+    error (exit code 2), naming the command's `--help`."""
+
+    def make_context(self, info_name, args, parent=None, **extra):  # noqa: ANN001, ANN201
+        with _one_line_usage_errors():
+            return super().make_context(info_name, args, parent=parent, **extra)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            with _one_line_usage_errors():
+                return super().invoke(ctx)
+        except KeyboardInterrupt:  # before or after a sweep (building, compiling, plotting)
+            click.echo("jaxdyn: interrupted", err=True)
+            sys.exit(130)
+
+
+@contextlib.contextmanager
+def _one_line_usage_errors():
+    try:
+        yield
+    except click.exceptions.NoArgsIsHelpError:
+        raise
+    except click.UsageError as e:
+        path = e.ctx.command_path if e.ctx is not None else "jaxdyn"
+        raise UserError(f"{e.format_message()} (see `{path} --help`)") from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="jaxdyn")
 def main() -> None:
     """jaxdyn: exact learning dynamics of neural networks (gradient flow, closed forms, sweeps).
@@ -233,6 +274,54 @@ def _range(values: Any) -> str:
     return f"{v.size} value(s), {rng}"
 
 
+def _describe(name: str, verbose: bool) -> list[str]:
+    """The lines `jaxdyn list [-v] NAME` and `jaxdyn sweep NAME --help` show for one experiment:
+    its description and default axes; with `verbose`, each axis's domain and each config key
+    (`--config KEY=VALUE`) with its type, default, domain and meaning."""
+    from . import experiments
+
+    lines = [f"{name}: {experiments.describe(name)}"]
+    try:
+        exp = experiments.get_experiment(name)
+    except Exception as e:  # noqa: BLE001 - listing must not die on one experiment
+        return [*lines, f"    (unavailable: {e})"]
+    for axis, values in exp.axes.items():
+        line = f"    --{axis}: {_range(values)}"
+        if verbose:
+            domain = exp.domains.get(axis)
+            if domain is None:
+                domain = "integer" if axis in exp.integer_axes else "real"
+            line += f"; domain: {domain}"
+        lines.append(line)
+    if not verbose:
+        return lines
+    keys = _config_keys(experiments.factory(name))
+    if keys:
+        lines.append("    config keys (--config KEY=VALUE):")
+    for key, p in keys.items():
+        kind = (
+            p.annotation
+            if isinstance(p.annotation, str)
+            else getattr(p.annotation, "__name__", "")
+        )
+        kind = "" if p.annotation is p.empty else f": {kind}"
+        line = f"      {key}{kind} = {p.default!r}"
+        if key in exp.config:
+            domain = Domain.parse(exp.config[key])
+            line += f"; domain: {domain}"
+            if domain.meaning:
+                line += f"; {domain.meaning}"
+        lines.append(line)
+    return lines
+
+
+def _check_experiment(name: str) -> None:
+    from . import experiments
+
+    if name not in experiments.names():
+        _fail(f"unknown experiment {name!r}; known: {', '.join(experiments.names())}")
+
+
 @main.command("list")
 @click.argument("names", nargs=-1)
 @click.option("-v", "--verbose", is_flag=True, help="Also show axis domains and config keys.")
@@ -240,56 +329,71 @@ def _list_cmd(names, verbose):
     """List the built-in experiments (or NAMES) and their default axes.
 
     With -v: each axis's domain and each config key (`--config KEY=VALUE`) with its type,
-    default, domain and meaning.
+    default, domain and meaning (`jaxdyn sweep NAME --help` shows the same).
     """
     from . import experiments
 
     for name in names:
-        if name not in experiments.names():
-            _fail(f"unknown experiment {name!r}; known: {', '.join(experiments.names())}")
+        _check_experiment(name)
     for name in names or experiments.names():
-        click.echo(f"{name}: {experiments.describe(name)}")
-        try:
-            exp = experiments.get_experiment(name)
-        except Exception as e:  # noqa: BLE001 - listing must not die on one experiment
-            click.echo(f"    (unavailable: {e})")
-            continue
-        for axis, values in exp.axes.items():
-            line = f"    --{axis}: {_range(values)}"
-            if verbose:
-                domain = exp.domains.get(axis)
-                if domain is None:
-                    domain = "integer" if axis in exp.integer_axes else "real"
-                line += f"; domain: {domain}"
+        for line in _describe(name, verbose):
             click.echo(line)
-        if verbose:
-            keys = _config_keys(experiments.factory(name))
-            if keys:
-                click.echo("    config keys (--config KEY=VALUE):")
-            for key, p in keys.items():
-                kind = (
-                    p.annotation
-                    if isinstance(p.annotation, str)
-                    else getattr(p.annotation, "__name__", "")
-                )
-                kind = "" if p.annotation is p.empty else f": {kind}"
-                line = f"      {key}{kind} = {p.default!r}"
-                if key in exp.config:
-                    domain = Domain.parse(exp.config[key])
-                    line += f"; domain: {domain}"
-                    if domain.meaning:
-                        line += f"; {domain.meaning}"
-                click.echo(line)
+
+
+#: `jaxdyn sweep`'s flags (every other option, and an axis without `=`, takes a value).
+_SWEEP_FLAGS = ("-h", "--help", "--resume", "--force", "--no-progress")
+
+
+class _SweepCommand(click.Command):
+    """`jaxdyn sweep`, whose `--help` with an EXPERIMENT (before or after the flag) adds what
+    `jaxdyn list -v EXPERIMENT` shows: its axes (defaults, domains) and config keys."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if any(a in ("-h", "--help") for a in args):
+            ctx.meta["jaxdyn.experiment"] = _experiment_in(args)
+        return super().parse_args(ctx, args)
+
+    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        super().format_help(ctx, formatter)
+        name = ctx.meta.get("jaxdyn.experiment")
+        if name:
+            formatter.write("\n")
+            for line in _describe(name, verbose=True):
+                formatter.write(line + "\n")
+
+
+def _experiment_in(args: list[str]) -> str | None:
+    """The first positional argument of raw `jaxdyn sweep` arguments (an option's value, a
+    `--AXIS VALUE` pair and `--AXIS=VALUE` skipped), checked to be an experiment."""
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a == "--" or a in _SWEEP_FLAGS:
+            i += 1
+        elif a.startswith("-"):
+            i += 1 if "=" in a else 2
+        else:
+            _check_experiment(a)
+            return a
+    return None
 
 
 @main.command(
     "sweep",
+    cls=_SweepCommand,
     context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
 )
 @click.argument("experiment")
 @click.option("--out", "out", type=str, default=None, help="Output file: .nc or .zarr.")
 @click.option("--plot", "plot_path", type=str, default=None, help="Write the figure (PNG).")
 @click.option("--chunk-size", type=int, default=None, help="Grid points per compiled call.")
+@click.option(
+    "--block-size",
+    type=int,
+    default=None,
+    help="Grid points per batched solve (default: the experiment's; changes results at the "
+    "tolerance level, recorded in the attrs).",
+)
 @click.option("--resume", is_flag=True, help="Continue a partly written .zarr store.")
 @click.option("--force", is_flag=True, help="Overwrite existing outputs.")
 @click.option("--shard", type=str, default=None, help="Run shard i/N of the grid.")
@@ -298,11 +402,23 @@ def _list_cmd(names, verbose):
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 @click.pass_context
 def _sweep_cmd(
-    ctx, experiment, out, plot_path, chunk_size, resume, force, shard, dtype, config, no_progress
+    ctx,
+    experiment,
+    out,
+    plot_path,
+    chunk_size,
+    block_size,
+    resume,
+    force,
+    shard,
+    dtype,
+    config,
+    no_progress,
 ):
     """Run EXPERIMENT over a grid: --AXIS=start:stop:num, --AXIS=log:a:b:n or --AXIS=v1,v2,…
 
-    `jaxdyn list -v EXPERIMENT` shows its axes (defaults, domains) and config keys.
+    `jaxdyn sweep EXPERIMENT --help` (or `jaxdyn list -v EXPERIMENT`) shows its axes
+    (defaults, domains) and config keys (type, default, domain, meaning).
     """
     grid = _parse_extra(list(ctx.args))
     shard_t = None
@@ -312,14 +428,11 @@ def _sweep_cmd(
         except ValueError:
             _fail(f"--shard {shard!r} must be i/N")
         shard_t = (i, n)
+    if out and os.path.exists(out) and not (force or resume):
+        # (the engine refuses it too, in its API's words: `force=`, `resume=`)
+        _fail(f"{out} exists; pass --force to overwrite (or --resume to continue a .zarr store)")
     if plot_path:
-        if os.path.exists(plot_path) and not force:
-            _fail(f"{plot_path} exists; pass --force to overwrite")
-        if not plot_path.lower().endswith(".png"):
-            _fail(f"--plot {plot_path!r} must end in .png")
-        parent = os.path.dirname(os.path.abspath(plot_path))
-        if not os.path.isdir(parent) or not os.access(parent, os.W_OK):
-            _fail(f"cannot write {plot_path}: {parent} is not a writable directory")
+        _check_png("--plot", plot_path, force)
     _set_dtype(dtype)
     from ._sweep import sweep
 
@@ -330,6 +443,7 @@ def _sweep_cmd(
             exp,
             grid,
             chunk_size=chunk_size,
+            block_size=block_size,
             out=out,
             resume=resume,
             force=force,
@@ -376,29 +490,34 @@ def _sweep_cmd(
 @main.command("plot")
 @click.argument("file")
 @click.option("--var", default=None, help="Variable for a heatmap (default: experiment figure).")
-@click.option("--x", "x", default=None, help="Horizontal axis.")
-@click.option("--y", "y", default=None, help="Vertical axis.")
+@click.option("--x", "x", default=None, help="Horizontal axis (a grid axis or t).")
+@click.option("--y", "y", default=None, help="Vertical axis (a grid axis or t).")
 @click.option("--t", "t", type=float, default=None, help="Time to show (default: last).")
-@click.option("--out", "out", default=None, help="PNG path (default: FILE with .png).")
+@click.option("--out", "out", default=None, help="PNG path (default: FILE[_VAR].png).")
 @click.option("--force", is_flag=True, help="Overwrite an existing PNG.")
 def _plot_cmd(file, var, x, y, t, out, force):
-    """Plot a sweep file: the experiment's figure, or a heatmap of --var over two axes."""
+    """Plot a sweep file: the experiment's figure, or a heatmap of --var over two axes.
+
+    Without --var, --x, --y and --t: the experiment's own figure. Otherwise a heatmap (default
+    variable: kernel_distance) at the saved time nearest to --t (which must lie within the
+    saved times); log-spaced axes are drawn on a log scale.
+    """
     from . import experiments
     from ._sweep import load
 
     out = out or os.path.splitext(file.rstrip("/"))[0] + (f"_{var}" if var else "") + ".png"
-    if os.path.exists(out) and not force:
-        _fail(f"{out} exists; pass --force to overwrite")
+    _check_png("--out", out, force)
     try:
         ds = load(file)
     except SweepError as e:  # missing file, unknown extension
         _fail_from(e)
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, KeyError) as e:
         _fail(f"cannot read {file}: {e}")
     from .plot import heatmap
 
     name = ds.attrs.get("experiment")
-    if var is None and name in experiments.names() and "point" not in ds.dims:
+    own_figure = var is None and x is None and y is None and t is None
+    if own_figure and name in experiments.names() and "point" not in ds.dims:
         exp = experiments.get_experiment(name)
         if exp.plot is not None:
             exp.plot(ds, out)
@@ -409,6 +528,18 @@ def _plot_cmd(file, var, x, y, t, out, force):
     except ValueError as e:
         _fail(str(e))
     click.echo(f"wrote {out}")
+
+
+def _check_png(option: str, path: str, force: bool) -> None:
+    """A figure path: not existing (unless `force`), ending in `.png`, in a writable
+    directory."""
+    if os.path.exists(path) and not force:
+        _fail(f"{path} exists; pass --force to overwrite")
+    if not path.lower().endswith(".png"):
+        _fail(f"{option} {path!r} must end in .png")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent) or not os.access(parent, os.W_OK):
+        _fail(f"cannot write {path}: {parent} is not a writable directory")
 
 
 @main.command("merge")

@@ -6,7 +6,11 @@ import, before any array is created.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import sys
+import threading
 
 # XLA:CPU's concurrency-optimised scheduler intermittently deadlocks programs that batch the
 # exact λ-balanced solution (jax/jaxlib 0.10.2): the tests run with it off, as the `jaxdyn`
@@ -21,6 +25,7 @@ import equinox as eqx
 import jax
 import numpy as np
 import pytest
+import xarray as xr
 
 jax.config.update("jax_enable_x64", True)
 
@@ -113,3 +118,80 @@ def jit_flow():
 @pytest.fixture
 def relerr():
     return rel_err
+
+
+# ---------------------------------------------------------------------------------------------
+# `jaxdyn sweep` as a subprocess: the command the kill / Ctrl-C / resume tests run, and the same
+# sweep in-process (the reference its results must equal bit for bit).
+
+#: `--config` settings of the small single-neuron sweeps run through the CLI.
+CLI_SWEEP_CONFIG = {"t_max": 8.0, "n_t": 17}
+
+
+def cli_sweep_args(out, *extra: str, delta: str = "-2:2:40", chunk_size: int = 2) -> list[str]:
+    """`python -m jaxdyn.cli sweep single-neuron --delta=DELTA --scale=0.05 --lr_ratio=1` with
+    `CLI_SWEEP_CONFIG`, `--chunk-size CHUNK_SIZE --block-size CHUNK_SIZE --out OUT
+    --no-progress`, then `extra` (blocks as small as the chunks, so the grid has many chunks:
+    the experiment's default block would make it one)."""
+    config = [a for k, v in CLI_SWEEP_CONFIG.items() for a in ("--config", f"{k}={v}")]
+    return [
+        sys.executable,
+        "-m",
+        "jaxdyn.cli",
+        "sweep",
+        "single-neuron",
+        f"--delta={delta}",
+        "--scale=0.05",
+        "--lr_ratio=1",
+        *config,
+        "--chunk-size",
+        str(chunk_size),
+        "--block-size",
+        str(chunk_size),
+        "--out",
+        str(out),
+        "--no-progress",
+        *extra,
+    ]
+
+
+def cli_sweep_reference(delta: str = "-2:2:40", chunk_size: int = 2) -> xr.Dataset:
+    """The sweep of `cli_sweep_args(out, delta=, chunk_size=)`, run in this process."""
+    start, stop, num = delta.split(":")
+    grid = {
+        "delta": np.linspace(float(start), float(stop), int(num)),
+        "scale": [0.05],
+        "lr_ratio": [1.0],
+    }
+    exp = jd.experiments.get_experiment("single-neuron", **CLI_SWEEP_CONFIG)
+    return jd.sweep(exp, grid, chunk_size=chunk_size, block_size=chunk_size, progress=False)
+
+
+def chunks_done(store) -> int:
+    """How many `chunk_done` flags of a Zarr sweep store are set (0 while it cannot be read:
+    not created yet, being created)."""
+    import zarr
+
+    try:
+        return int(
+            np.asarray(zarr.open_array(os.path.join(store, "chunk_done"), mode="r")[:]).sum()
+        )
+    except Exception:  # noqa: BLE001 - not there (yet)
+        return 0
+
+
+@contextlib.contextmanager
+def sigint_reaches_children():
+    """Make SIGINT reach the subprocesses started inside the block: a process started with
+    SIGINT *ignored* (a background job of a non-interactive shell, `nohup`) passes that on to
+    its children, and Python in them then ignores Ctrl-C. A handler (unlike "ignore") is reset
+    to the default on exec, so the children get Python's usual KeyboardInterrupt."""
+    main = threading.current_thread() is threading.main_thread()
+    old = signal.getsignal(signal.SIGINT)
+    if main and old == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        if main and old == signal.SIG_IGN:
+            signal.signal(signal.SIGINT, old)

@@ -62,3 +62,14 @@ def test_sweep_quick():
     assert by["sweep"]["recompiled"] is False and by["sweep"]["compiles_during_timed"] == 0
     assert by["memory"]["chunk_size"] >= 1
     assert by["scipy_loop_DOP853"]["max_abs_dev_vs_sweep"] < 1e-4
+
+
+def test_relu_flow_quick():
+    records = _run_quick("relu_flow.py")
+    by = {r["method"]: r for r in records}
+    default = by["default"]
+    assert default["all_successful"] and default["t_final"] == 10.0
+    assert default["max_abs_err"] <= 1e-5 and default["forced_steps"] > 0
+    assert by["plain_adaptive"]["all_successful"] is False  # the failure of issue 10
+    assert by["gd_same_accuracy"]["max_abs_err"] <= 2 * default["max_abs_err"]
+    assert by["ratios"]["default_over_gd_same_accuracy"] > 0

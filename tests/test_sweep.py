@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import xarray as xr
+from conftest import chunks_done, cli_sweep_args, cli_sweep_reference
 
 import jaxdyn as jd
 from jaxdyn import SweepError
@@ -224,33 +225,12 @@ def test_fake_devices_match_the_one_device_run():
 
 def test_cli_sweep_killed_midway_resumes_identically(tmp_path):
     store = tmp_path / "k.zarr"
-    args = [
-        sys.executable,
-        "-m",
-        "jaxdyn.cli",
-        "sweep",
-        "single-neuron",
-        "--delta=-2:2:40",
-        "--scale=0.05",
-        "--lr_ratio=1",
-        "--config",
-        "t_max=8.0",
-        "--config",
-        "n_t=17",
-        "--chunk-size",
-        "2",
-        "--out",
-        str(store),
-        "--no-progress",
-    ]
+    args = cli_sweep_args(store)
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 300
     n_done = 0
     while time.time() < deadline and proc.poll() is None:
-        try:
-            n_done = int(xr.open_zarr(store, consolidated=False)["chunk_done"].sum())
-        except Exception:
-            n_done = 0
+        n_done = chunks_done(store)
         if n_done >= 3:
             break
         time.sleep(0.05)
@@ -265,12 +245,7 @@ def test_cli_sweep_killed_midway_resumes_identically(tmp_path):
     resumed = subprocess.run(args + ["--resume"], capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     got = jd.load_sweep(store)
-    ref = jd.sweep(
-        get_experiment("single-neuron", **CONFIG),
-        {"delta": np.linspace(-2, 2, 40), "scale": [0.05], "lr_ratio": [1.0]},
-        chunk_size=2,
-        progress=False,
-    )
+    ref = cli_sweep_reference()
     assert (got["status"] == 0).all()
     np.testing.assert_array_equal(got["a"].values, ref["a"].values)
 

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import xarray as xr
+from conftest import chunks_done, cli_sweep_args, cli_sweep_reference, sigint_reaches_children
 
 import jaxdyn as jd
 from jaxdyn import SweepError
@@ -300,21 +301,27 @@ def test_failed_chunk_write_to_zarr_keeps_the_results(tmp_path, monkeypatch, rec
     store = tmp_path / "s.zarr"
     real = zarr_store.ZarrSink.write_chunk
 
-    def write_chunk(self, c):
+    def write_chunk(self, c, rows):
         if c == 2:
             raise OSError(errno.ENOSPC, "No space left on device")
-        real(self, c)
+        real(self, c, rows)
 
     monkeypatch.setattr(zarr_store.ZarrSink, "write_chunk", write_chunk)
-    with pytest.raises(SweepError, match="while writing a chunk.*kept in") as e:
+    with pytest.raises(SweepError, match="cannot write chunk 2.*are in .*kept in") as e:
         jd.sweep(twice, GRID, chunk_size=4, progress=False, out=store)
+    ref = jd.sweep(twice, GRID, chunk_size=4, progress=False)
+    flat_ref = ref["v"].values.reshape(-1)
+    # The failed chunk (points 8..11) is in the recovery file; chunks 0 and 1 in the store.
     rec = jd.load_sweep(e.value.recovery_path)  # pyright: ignore[reportAttributeAccessIssue]
-    assert (rec["status"].values[:12] == 0).all() and (rec["status"].values[12:] == NOT_RUN).all()
+    assert rec.sizes["point"] == 4 and (rec["status"].values == 0).all()
+    np.testing.assert_array_equal(rec["v"].values, flat_ref[8:12])
+    part = jd.load_sweep(store)
+    st = part["status"].values
+    assert (st[:8] == 0).all() and (st[8:] == NOT_RUN).all()
+    np.testing.assert_array_equal(part["v"].values[:8], flat_ref[:8])
     monkeypatch.undo()
     got = jd.sweep(twice, GRID, chunk_size=4, progress=False, out=store, resume=True)
-    ref = jd.sweep(twice, GRID, chunk_size=4, progress=False)
     xr.testing.assert_identical(got.drop_attrs(), ref.drop_attrs())
-    np.testing.assert_array_equal(rec["v"].values[:12], ref["v"].values.reshape(-1)[:12])
 
 
 def test_directory_in_the_way_is_refused_before_compiling(tmp_path):
@@ -355,32 +362,12 @@ def test_unwritable_directory_is_refused_before_compiling(tmp_path):
 @pytest.mark.slow
 def test_cli_ctrl_c_keeps_chunks_and_resumes_identically(tmp_path):
     store = tmp_path / "c.zarr"
-    args = [
-        sys.executable,
-        "-m",
-        "jaxdyn.cli",
-        "sweep",
-        "single-neuron",
-        "--delta=-2:2:40",
-        "--scale=0.05",
-        "--lr_ratio=1",
-        "--config",
-        "t_max=8.0",
-        "--config",
-        "n_t=17",
-        "--chunk-size",
-        "2",
-        "--out",
-        str(store),
-        "--no-progress",
-    ]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    args = cli_sweep_args(store)
+    with sigint_reaches_children():
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline, seen = time.time() + 300, 0
     while time.time() < deadline and proc.poll() is None:
-        try:
-            seen = int(xr.open_zarr(store, consolidated=False)["chunk_done"].sum())
-        except Exception:  # noqa: BLE001 - not there yet
-            seen = 0
+        seen = chunks_done(store)
         if seen >= 3:
             break
         time.sleep(0.05)
@@ -394,12 +381,7 @@ def test_cli_ctrl_c_keeps_chunks_and_resumes_identically(tmp_path):
         assert "continue with --resume" in err and seen <= kept < 20
     resumed = subprocess.run(args + ["--resume"], capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    ref = jd.sweep(
-        jd.experiments.get_experiment("single-neuron", t_max=8.0, n_t=17),
-        {"delta": np.linspace(-2, 2, 40), "scale": [0.05], "lr_ratio": [1.0]},
-        chunk_size=2,
-        progress=False,
-    )
+    ref = cli_sweep_reference()
     got = jd.load_sweep(store)
     assert (got["status"] == 0).all()
     np.testing.assert_array_equal(got["a"].values, ref["a"].values)

@@ -98,9 +98,24 @@ def test_plan_pads_the_last_chunk_and_shards():
     p = _plan.plan(exp, None, n_dev=2, chunk_size=3, shard=(0, 2))
     # 10 points, shard 0 of 2: points 0..4; chunk 3 rounded up to 4 (2 devices): 2 chunks.
     assert (p.lo, p.hi, p.n_points, p.chunk, p.n_chunks) == (0, 5, 5, 4, 2)
-    assert p.bounds(1) == (4, 5)
-    np.testing.assert_array_equal(p.chunk_values(1, "x"), [2.0, 2.0, 2.0, 2.0])
+    assert p.bounds(1) == (4, 5) and p.block == 1
+    # Past the shard the chunk holds the grid's next points (computed, dropped); blocks
+    # past the shard's last one are skipped.
+    np.testing.assert_array_equal(p.chunk_values(1, "x"), [2.0, 2.0, 3.0, 3.0])
+    np.testing.assert_array_equal(p.live(1), [True, False, False, False])
     np.testing.assert_array_equal(p.chunk_values(0, "k"), [1.0, 2.0, 1.0, 2.0])
+    # Blocks of 4 of the FULL grid: shard 1 (points 5..9) starts inside block 1 (points
+    # 4..7), computes it whole and keeps rows 5..7; the last block (8..11) is padded with
+    # the grid's last point.
+    q = _plan.plan(exp, None, n_dev=2, chunk_size=3, block_size=4, shard=(1, 2))
+    assert (q.lo, q.hi, q.block, q.chunk, q.n_chunks) == (5, 10, 4, 8, 1)
+    assert q.bounds(0) == (0, 5) and q.offset(0) == 1
+    np.testing.assert_array_equal(q.chunk_values(0, "x"), [2, 2, 3, 3, 4, 4, 4, 4])
+    np.testing.assert_array_equal(q.chunk_values(0, "k"), [1, 2, 1, 2, 1, 2, 2, 2])
+    np.testing.assert_array_equal(q.live(0), [True, True])
+    with pytest.raises(jd.SweepError, match="block_size") as e:
+        _plan.plan(exp, None, n_dev=1, block_size=0)
+    assert e.value.argument == "block_size"
     with pytest.raises(jd.SweepError, match="shard") as e:
         _plan.plan(exp, None, n_dev=1, shard=(2, 2))
     assert e.value.argument == "shard"
@@ -134,3 +149,26 @@ def test_load_of_a_missing_file_is_a_sweep_error(tmp_path):
         jd.load_sweep(tmp_path / "nope.nc")
     with pytest.raises(jd.SweepError, match="does not exist"):
         jd.merge_sweeps([tmp_path / "nope.zarr"])
+
+
+SCALE = 2.0
+
+
+def _reads_a_global(x):
+    return {"y": SCALE * x}
+
+
+def test_plain_function_sweep_sees_a_changed_global():
+    """A plain function is cached with the values of the globals it reads: rebinding one
+    traces it again instead of returning results computed with the old value."""
+    global SCALE
+    a = jd.sweep(_reads_a_global, {"x": [1.0, 2.0]}, progress=False)
+    np.testing.assert_array_equal(a["y"].values, [2.0, 4.0])
+    SCALE = 3.0
+    try:
+        b = jd.sweep(_reads_a_global, {"x": [1.0, 2.0]}, progress=False)
+    finally:
+        SCALE = 2.0
+    np.testing.assert_array_equal(b["y"].values, [3.0, 6.0])
+    c = jd.sweep(_reads_a_global, {"x": [1.0, 2.0]}, progress=False)  # back: cached program
+    np.testing.assert_array_equal(c["y"].values, [2.0, 4.0])

@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-__all__ = ["memo", "freeze", "clear"]
+__all__ = ["memo", "freeze", "fingerprint", "clear"]
 
 _T = TypeVar("_T")
 
@@ -82,6 +82,67 @@ def freeze(value: Any) -> Hashable:
     if isinstance(value, np.ndarray):
         return ("ndarray", str(value.dtype), value.shape, value.tobytes())
     return value
+
+
+def fingerprint(fn: Callable[..., Any]) -> Hashable:
+    """What a plain function reads from outside its arguments: the values of the global names
+    its code (and the code of functions nested in it) refers to, and of its closure cells.
+
+    Part of the cache key of a plain function's `Experiment` (`jaxdyn.sweep(fn, grid)`):
+    a sweep after such a global changed value is traced again instead of returning results
+    computed with the old value. Numbers, strings, arrays, lists, tuples and dicts of them
+    and tuples of them are compared by value; lists, dicts, modules, functions and other
+    objects by identity (a mutated object, or a global read only by *another* function that
+    `fn` calls, is not seen).
+
+    **Arguments:**
+
+    - `fn`: the function.
+
+    **Returns:**
+
+    A hashable fingerprint (equal while those values are equal).
+    """
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return ("id", id(fn))
+    names: set[str] = set()
+    stack = [code]
+    while stack:
+        c = stack.pop()
+        names.update(c.co_names)
+        stack.extend(k for k in c.co_consts if hasattr(k, "co_names"))
+    glb = getattr(fn, "__globals__", {})
+    items = [(n, _value_key(glb[n])) for n in sorted(names) if n in glb]
+    cells = tuple(_value_key(_cell(c)) for c in getattr(fn, "__closure__", None) or ())
+    return (tuple(items), cells)
+
+
+def _cell(cell: Any) -> Any:
+    try:
+        return cell.cell_contents
+    except ValueError:  # an empty cell
+        return None
+
+
+def _value_key(v: Any) -> Hashable:
+    if v is None or isinstance(v, bool | int | float | complex | str | bytes):
+        return (type(v).__name__, v)
+    if isinstance(v, np.ndarray | np.generic):
+        return freeze(np.asarray(v))
+    if type(v).__module__.startswith("jax") and hasattr(v, "shape") and hasattr(v, "dtype"):
+        try:
+            return freeze(np.asarray(v))
+        except Exception:  # noqa: BLE001 - a tracer or a deleted array: by identity
+            return ("id", id(v))
+    if isinstance(v, tuple | frozenset):  # immutable containers by value; lists, dicts by id
+        try:
+            key = freeze(v)
+            hash(key)
+            return key
+        except TypeError:
+            return ("id", id(v))
+    return ("id", id(v))
 
 
 def clear() -> None:

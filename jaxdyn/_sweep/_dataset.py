@@ -12,6 +12,7 @@ import datetime
 import hashlib
 import json
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -28,6 +29,7 @@ from ._plan import flat_points
 
 __all__ = [
     "attr_value",
+    "dims_for",
     "fill_value",
     "flat_dataset",
     "grid_dataset",
@@ -120,7 +122,15 @@ def identity_keys(experiment: Experiment) -> tuple[str, ...]:
 
     The attribute names.
     """
-    return ("experiment", "grid", "shard", "dtype", "jaxdyn_version", *experiment.attrs)
+    return (
+        "experiment",
+        "grid",
+        "shard",
+        "dtype",
+        "jaxdyn_version",
+        "block_size",
+        *experiment.attrs,
+    )
 
 
 def sweep_attrs(
@@ -129,11 +139,14 @@ def sweep_attrs(
     shard: tuple[int, int] | None,
     devices: Sequence[Any],
     chunk: int,
+    block: int,
+    block_note: str = "",
 ) -> dict[str, Any]:
     """The Dataset attrs of a sweep: experiment, versions, dtype, devices, shard, creation
     time, the experiment's own attrs, `grid_id` (shared by all shards of one sweep), `grid`
     (JSON), `grid_hash` (identifies a resumable store: grid, shard, settings, dtype and jaxdyn
-    version, see `identity_keys`) and `chunk_size`.
+    version, see `identity_keys`), `chunk_size`, `block_size` and `reproducibility` (how a
+    point's result depends on the run).
 
     **Arguments:**
 
@@ -142,6 +155,8 @@ def sweep_attrs(
     - `shard`: `(i, N)` or `None`.
     - `devices`: the mesh's devices.
     - `chunk`: points per call.
+    - `block`: points per block (`jaxdyn._sweep._plan.Plan`).
+    - `block_note`: why the block differs from the experiment's default, if it does.
 
     **Returns:**
 
@@ -167,6 +182,11 @@ def sweep_attrs(
         experiment, grid, repr(shard), settings, attrs["dtype"], attrs["jaxdyn_version"]
     )
     attrs["chunk_size"] = chunk
+    attrs["block_size"] = block
+    attrs["reproducibility"] = (
+        f"a point's result depends only on its block of {block} consecutive grid points "
+        "(not on chunk size, device count or shard)" + (f"; {block_note}" if block_note else "")
+    )
     return attrs
 
 
@@ -193,7 +213,18 @@ def fill_value(dtype: Any) -> Any:
     return -1
 
 
-def _dims_for(experiment: Experiment, name: str, shape: tuple[int, ...]) -> tuple[str, ...]:
+def dims_for(experiment: Experiment, name: str, shape: tuple[int, ...]) -> tuple[str, ...]:
+    """The trailing (non-`point`) dimension names of variable `name`: the experiment's `dims`
+    entry, or `"<name>_dim<i>"` where it declares none (or a different number).
+
+    **Arguments:**
+
+    - `experiment`: the experiment.
+    - `name`: the variable.
+    - `shape`: its trailing shape.
+
+    **Returns:** the dimension names.
+    """
     trailing = tuple(experiment.dims.get(name, ()))
     if len(trailing) != len(shape):
         trailing = tuple(f"{name}_dim{i}" for i in range(len(shape)))
@@ -222,7 +253,7 @@ def flat_dataset(
     """
     data_vars = {}
     for name, arr in buffers.items():
-        dims = ("point",) + _dims_for(experiment, name, arr.shape[1:])
+        dims = ("point",) + dims_for(experiment, name, arr.shape[1:])
         data_vars[name] = (dims, arr)
     coords = {k: ("point", v) for k, v in points.items()}
     used = {d for v in data_vars.values() for d in v[0]}
@@ -245,13 +276,14 @@ def grid_dataset(flat: xr.Dataset, grid: Mapping[str, np.ndarray]) -> xr.Dataset
 
     **Returns:**
 
-    The Dataset with one dimension per axis (then the trailing dimensions).
+    The Dataset with one dimension per axis (then the trailing dimensions); lazy
+    (dask-backed) variables stay lazy.
     """
     shape = tuple(v.size for v in grid.values())
     data_vars: dict[Any, Any] = {}
     for name, da in flat.data_vars.items():
         dims = tuple(grid) + da.dims[1:]
-        data_vars[name] = (dims, da.values.reshape(shape + da.shape[1:]), da.attrs)
+        data_vars[name] = (dims, da.data.reshape(shape + da.shape[1:]), da.attrs)
     coords: dict[Any, Any] = {k: (k, v) for k, v in grid.items()}
     for k in flat.coords:
         if k not in grid and k != "point":
@@ -299,7 +331,10 @@ def write(ds: xr.Dataset, path: str) -> None:
     if out_kind(path) == "nc":
         ds.to_netcdf(path, engine="h5netcdf")
     else:
-        ds.to_zarr(path, mode="w", consolidated=False)
+        ds = ds.copy()
+        for v in ds.variables.values():
+            v.encoding = {}  # the source store's chunking does not fit the new layout
+        ds.to_zarr(path, mode="w", consolidated=True)
 
 
 def load(path: str | os.PathLike) -> xr.Dataset:
@@ -313,6 +348,9 @@ def load(path: str | os.PathLike) -> xr.Dataset:
 
     The grid-shaped Dataset when the grid is complete, else the flat `point` layout (a
     shard, or an unfinished sweep whose missing points have `status` `RESULTS.not_run`).
+    A `.nc` file is read into memory; a `.zarr` store is opened **lazily** (dask-backed
+    variables: nothing but the axis coordinates is read until you compute or plot), so a
+    store larger than the host's memory can be opened and reduced.
 
     **Raises:**
 
@@ -325,13 +363,20 @@ def load(path: str | os.PathLike) -> xr.Dataset:
     if kind == "nc":
         ds = xr.load_dataset(path, engine="h5netcdf")
     else:
-        ds = xr.open_zarr(path, consolidated=False).load()
+        with warnings.catch_warnings():  # zarr 3: consolidated metadata "not in the spec"
+            warnings.simplefilter("ignore")
+            ds = xr.open_zarr(path, consolidated=None)
         ds = ds.drop_vars([v for v in ("chunk_done",) if v in ds])
+        for k in ds.coords:  # the axis values (small) in memory, for selection and layout
+            ds[k] = ds[k].load()
     if "point" in ds.dims:
         if int(ds.attrs.get("complete", 0)) and ds.attrs.get("shard", "none") == "none":
             grid = _grid_from_flat(ds)
             if grid is not None:
-                return grid_dataset(ds.isel(point=_grid_order(ds, grid)), grid)
+                order = _grid_order(ds, grid)
+                if not np.array_equal(order, np.arange(order.size)):
+                    ds = ds.isel(point=order)
+                return grid_dataset(ds, grid)
     return ds
 
 

@@ -9,7 +9,7 @@ import functools
 import inspect
 import re
 from collections.abc import Callable, Collection, Mapping
-from typing import Any, ParamSpec
+from typing import Any, ClassVar, ParamSpec
 
 import numpy as np
 from jaxtyping import ArrayLike, Bool
@@ -115,13 +115,13 @@ class Domain:
             lo, hi = self.lower, self.upper
             if lo is not None and hi is not None:
                 parts.append(
-                    f"in {'(' if self.lower_open else '['}{lo:g}, {hi:g}"
+                    f"in {'(' if self.lower_open else '['}{_num(lo)}, {_num(hi)}"
                     f"{')' if self.upper_open else ']'}"
                 )
             elif lo is not None:
-                parts.append(f"{'>' if self.lower_open else '≥'} {lo:g}")
+                parts.append(f"{'>' if self.lower_open else '≥'} {_num(lo)}")
             elif hi is not None:
-                parts.append(f"{'<' if self.upper_open else '≤'} {hi:g}")
+                parts.append(f"{'<' if self.upper_open else '≤'} {_num(hi)}")
             elif not self.integer:
                 parts.append("real")
             text = " ".join(parts)
@@ -192,6 +192,13 @@ _INTERVAL = re.compile(
 _BOUND = re.compile(rf"(?P<op>>=|<=|>|<|≥|≤)\s*(?P<x>{_NUM})")
 
 
+def _num(x: float) -> str:
+    """`x` short (`:g`) where that reads back as `x`, else its exact `repr`, so that
+    `Domain.parse(str(d)) == d`."""
+    short = f"{x:g}"
+    return short if float(short) == x else repr(float(x))
+
+
 def _config_error(key: str, value: Any, domain: Domain) -> SweepError:
     what = f" ({domain.meaning})" if domain.meaning else ""
     text = str(domain).replace("integer", "an integer", 1)
@@ -232,7 +239,23 @@ class Experiment:
     - `bytes_per_point`: rough device memory per grid point, used for automatic chunk sizes.
     - `max_chunk_per_device`: upper bound on points per device and call (automatic and explicit
       chunk sizes are clamped to it), for programs that misbehave when batched too wide.
+    - `block_size`: points per **block**, the batch one compiled solve sees (`run` is called on
+      blocks of this many consecutive grid points, one after another within a chunk). A
+      point's result depends only on the points of its block, so with a fixed block the
+      results do not change with the chunk size, the device count or the shard (see
+      `jaxdyn.sweep`). `None`: 1 (every point alone). Built-in experiments that batch a
+      stacked solve declare a block wide enough to be fast.
+
+    The class attribute `SOLVER_CONFIG` holds the config rows (`rtol`, `atol`, `mode`) that
+    every experiment solving by `jd.gradient_flow` shares: write
+    `CONFIG = {**jd.Experiment.SOLVER_CONFIG, "n_t": ..., ...}`.
     """
+
+    SOLVER_CONFIG: ClassVar[dict[str, DomainSpec]] = {
+        "rtol": ("in (0, 1)", "relative tolerance of the solver"),
+        "atol": ("> 0", "absolute tolerance of the solver"),
+        "mode": ("one of 'auto', 'stacked', 'vmap'", "batch mode of jd.gradient_flow"),
+    }
 
     name: str
     run: Callable[[Mapping[str, Any]], Mapping[str, Any]]
@@ -248,6 +271,7 @@ class Experiment:
     config: Mapping[str, DomainSpec] = dataclasses.field(default_factory=dict)
     bytes_per_point: int = 1 << 16
     max_chunk_per_device: int | None = None
+    block_size: int | None = None
 
     def __post_init__(self):
         self.axes = {k: np.atleast_1d(np.asarray(v)) for k, v in self.axes.items()}

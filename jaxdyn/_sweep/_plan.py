@@ -15,7 +15,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import ArrayLike, Real
+from jaxtyping import ArrayLike, Bool, Real
 
 from ._cache import memo
 from ._errors import SweepError
@@ -24,8 +24,10 @@ from ._experiment import Domain, Experiment
 __all__ = [
     "CPU_MAX_CHUNK_PER_DEVICE",
     "Plan",
+    "ACCELERATOR_MIN_BLOCK",
     "auto_chunk",
     "axis_dtype",
+    "block_size_for",
     "flat_points",
     "make_grid",
     "measured_bytes_per_point",
@@ -36,10 +38,12 @@ __all__ = [
 #: One axis of a grid as users give it: a 1-D array or a list of numbers.
 AxisValues = ArrayLike | Sequence[Any]
 
-#: On CPU a chunk larger than this per device is slower (measured on the single-neuron sweep,
-#: 4096 points, 2 cores: 38k traj/s at 1024 per call vs 25k at 4096): the stacked solve's
-#: state then falls out of cache and one stiff member sets the step for more others.
-CPU_MAX_CHUNK_PER_DEVICE = 1024
+#: On CPU, the automatic chunk holds at most this many points per device. What one solve
+#: batches is the block (`Experiment.block_size`), not the chunk, so a chunk only sets how
+#: often results come back to the host (and are written): large enough that a Zarr write per
+#: chunk costs little, small enough that Ctrl-C and the progress bar stay responsive
+#: (about a second per chunk for the single-neuron sweep on 2 cores).
+CPU_MAX_CHUNK_PER_DEVICE = 8192
 
 _INT32_MAX = 2**31 - 1  # integer axes are int32 inside the program (`axis_dtype`)
 
@@ -267,23 +271,39 @@ def _probe(experiment: Experiment) -> float | None:
 class Plan:
     """What one `sweep` call computes, and in which chunks.
 
+    Points are grouped into **blocks** of `block` consecutive points of the *full* grid (C
+    order): block `k` holds the points `[k·block, (k+1)·block)`, the last one padded with
+    copies of the grid's last point. A block is what one compiled solve sees (one stacked
+    solve, one `vmap`), so a point's result depends only on its block, never on the chunk
+    size, the device count or the shard: a shard that starts or ends inside a block computes
+    the whole block and keeps its own rows. A chunk is `chunk / block` consecutive blocks (a
+    multiple of the device count); blocks past the shard's last one are skipped.
+
     **Fields:**
 
     - `grid`: the full validated grid (axis name -> 1-D values).
     - `shard`: `(i, N)` or `None`.
     - `lo`, `hi`: the flat points `[lo, hi)` of the full grid this run computes.
-    - `points`: axis name -> values at those points (length `n_points`).
-    - `chunk`: points per compiled call (a multiple of the device count).
-    - `n_chunks`: `ceil(n_points / chunk)`; the last chunk is padded.
+    - `block`: points per block.
+    - `chunk`: points per compiled call (a multiple of `block` times the device count).
+    - `n_chunks`: chunks of this run.
     """
 
     grid: dict[str, np.ndarray]
     shard: tuple[int, int] | None
     lo: int
     hi: int
-    points: dict[str, np.ndarray]
+    block: int
     chunk: int
     n_chunks: int
+
+    @property
+    def n_total(self) -> int:
+        """Points of the full grid.
+
+        **Returns:** an `int`.
+        """
+        return math.prod(v.size for v in self.grid.values())
 
     @property
     def n_points(self) -> int:
@@ -293,20 +313,67 @@ class Plan:
         """
         return self.hi - self.lo
 
+    @property
+    def first_block(self) -> int:
+        """Index of the first block holding a point of `[lo, hi)`.
+
+        **Returns:** an `int`.
+        """
+        return self.lo // self.block
+
+    @property
+    def end_block(self) -> int:
+        """One past the last block holding a point of `[lo, hi)`.
+
+        **Returns:** an `int`.
+        """
+        return -(-self.hi // self.block)
+
+    def _span(self, c: int) -> tuple[int, int]:
+        g0 = (self.first_block + c * (self.chunk // self.block)) * self.block
+        return g0, g0 + self.chunk
+
     def bounds(self, c: int) -> tuple[int, int]:
-        """The points `[a, b)` (indices into `points`) of chunk `c`.
+        """The rows `[a, b)` (indices into this run's points, `0 … n_points`) chunk `c`
+        produces.
 
         **Arguments:**
 
         - `c`: chunk index, `0 <= c < n_chunks`.
 
-        **Returns:** `(a, b)`; `b - a < chunk` only for the last chunk.
+        **Returns:** `(a, b)`.
         """
-        return c * self.chunk, min((c + 1) * self.chunk, self.n_points)
+        g0, g1 = self._span(c)
+        return max(g0, self.lo) - self.lo, min(g1, self.hi) - self.lo
+
+    def offset(self, c: int) -> int:
+        """Where row `bounds(c)[0]` sits in chunk `c`'s output.
+
+        **Arguments:**
+
+        - `c`: chunk index.
+
+        **Returns:** an `int` (non-zero only when the shard starts inside a block).
+        """
+        g0, _ = self._span(c)
+        return max(g0, self.lo) - g0
+
+    def live(self, c: int) -> Bool[np.ndarray, " blocks"]:
+        """Which blocks of chunk `c` hold a point of this run (the others are skipped).
+
+        **Arguments:**
+
+        - `c`: chunk index.
+
+        **Returns:** a `bool` array of length `chunk / block`.
+        """
+        k = self.first_block + c * (self.chunk // self.block) + np.arange(self.chunk // self.block)
+        return k < self.end_block
 
     def chunk_values(self, c: int, name: str) -> np.ndarray:
-        """Axis `name`'s values of chunk `c`, padded to `chunk` points with the chunk's last
-        point (valid values; their results are dropped).
+        """Axis `name`'s values at the `chunk` points of chunk `c`: whole blocks of the full
+        grid, past its end padded with the grid's last point (valid values; results outside
+        `bounds(c)` are dropped).
 
         **Arguments:**
 
@@ -315,11 +382,43 @@ class Plan:
 
         **Returns:** a 1-D array of length `chunk`.
         """
-        a, b = self.bounds(c)
-        vals = self.points[name][a:b]
-        if b - a < self.chunk:
-            vals = np.concatenate([vals, np.repeat(vals[-1:], self.chunk - (b - a))])
-        return vals
+        g0, g1 = self._span(c)
+        return self.values(name, np.minimum(np.arange(g0, g1), self.n_total - 1))
+
+    def values(self, name: str, index: np.ndarray) -> np.ndarray:
+        """Axis `name`'s values at flat indices `index` of the full grid (C order).
+
+        **Arguments:**
+
+        - `name`: axis name.
+        - `index`: integer array of flat indices.
+
+        **Returns:** an array of `index`'s shape.
+        """
+        sizes = [v.size for v in self.grid.values()]
+        pos = list(self.grid).index(name)
+        return self.grid[name][np.unravel_index(index, sizes)[pos]]
+
+    def rows(self, a: int, b: int) -> dict[str, np.ndarray]:
+        """Every axis's values at rows `[a, b)` of this run.
+
+        **Arguments:**
+
+        - `a`, `b`: row range, `0 <= a <= b <= n_points`.
+
+        **Returns:** axis name -> 1-D array of length `b - a`.
+        """
+        index = np.arange(self.lo + a, self.lo + b)
+        return {k: self.values(k, index) for k in self.grid}
+
+    @property
+    def points(self) -> dict[str, np.ndarray]:
+        """Every axis's values at every point of this run (`rows(0, n_points)`; allocates
+        `n_points` values per axis).
+
+        **Returns:** axis name -> 1-D array of length `n_points`.
+        """
+        return self.rows(0, self.n_points)
 
 
 def plan(
@@ -329,19 +428,22 @@ def plan(
     n_dev: int,
     platform: str = "cpu",
     chunk_size: int | np.integer | None = None,
+    block_size: int | np.integer | None = None,
     shard: tuple[int, int] | None = None,
     memory_budget: float | int = 2**30,
 ) -> Plan:
-    """Validate a sweep's grid, shard and chunk size and lay out its chunks.
+    """Validate a sweep's grid, shard, block and chunk size and lay out its chunks.
 
     **Arguments:**
 
     - `experiment`: the experiment.
     - `grid`: axis overrides (see `make_grid`).
-    - `n_dev`: devices of the mesh; chunks are multiples of it.
-    - `platform`: the devices' platform (for `auto_chunk`).
+    - `n_dev`: devices of the mesh; chunks are multiples of it times the block.
+    - `platform`: the devices' platform (for `auto_chunk` and `block_size_for`).
     - `chunk_size`: points per call, or `None` for `auto_chunk`; rounded up to a multiple of
-      `n_dev`, then clamped to the experiment's `max_chunk_per_device`.
+      `n_dev · block`, then clamped to the experiment's `max_chunk_per_device` (never below
+      one block per device).
+    - `block_size`: points per block, or `None` for `block_size_for(experiment, platform)`.
     - `shard`: `(i, N)` or `None`.
     - `memory_budget`: device bytes per device for `auto_chunk`.
 
@@ -351,15 +453,24 @@ def plan(
 
     **Raises:**
 
-    `SweepError` for a bad grid, shard (or an empty one) or chunk size.
+    `SweepError` for a bad grid, shard (or an empty one), block or chunk size.
     """
     full = make_grid(experiment, grid)
-    points = flat_points(full)
-    n_total = next(iter(points.values())).size
+    n_total = math.prod(v.size for v in full.values())
     lo, hi = shard_range(n_total, shard)
     n_points = hi - lo
     if n_points == 0:
         raise SweepError(f"shard {shard} of a {n_total}-point grid is empty", argument="shard")
+    if block_size is None:
+        block = block_size_for(experiment, platform)
+    else:
+        if not isinstance(block_size, int | np.integer) or block_size < 1:
+            raise SweepError(
+                f"block_size must be a positive integer, got {block_size!r}",
+                argument="block_size",
+            )
+        block = int(block_size)
+    unit = n_dev * block
     if chunk_size is None:
         chunk = auto_chunk(experiment, n_points, n_dev, memory_budget, platform)
     else:
@@ -368,15 +479,44 @@ def plan(
                 f"chunk_size must be a positive integer, got {chunk_size!r}",
                 argument="chunk_size",
             )
-        chunk = math.ceil(int(chunk_size) / n_dev) * n_dev
+        chunk = int(chunk_size)
     if experiment.max_chunk_per_device is not None:
         chunk = min(chunk, experiment.max_chunk_per_device * n_dev)
+    chunk = max(unit, math.ceil(chunk / unit) * unit)
+    n_blocks = -(-hi // block) - lo // block
     return Plan(
         grid=full,
         shard=shard,
         lo=lo,
         hi=hi,
-        points={k: v[lo:hi] for k, v in points.items()},
+        block=block,
         chunk=chunk,
-        n_chunks=math.ceil(n_points / chunk),
+        n_chunks=-(-n_blocks // (chunk // block)),
     )
+
+
+#: Default points per block on accelerators, where `vmap` is the batch mode and a block is
+#: what one device call vectorises over: wide enough to fill the device.
+ACCELERATOR_MIN_BLOCK = 4096
+
+
+def block_size_for(experiment: Experiment, platform: str = "cpu") -> int:
+    """The default block of an experiment: its `block_size` (1 when it declares none),
+    clamped to its `max_chunk_per_device`; on an accelerator at least
+    `ACCELERATOR_MIN_BLOCK` (then clamped likewise).
+
+    **Arguments:**
+
+    - `experiment`: the experiment.
+    - `platform`: `"cpu"`, `"gpu"`, `"tpu"`.
+
+    **Returns:**
+
+    Points per block, ≥ 1.
+    """
+    block = experiment.block_size or 1
+    if platform != "cpu":
+        block = max(block, ACCELERATOR_MIN_BLOCK)
+    if experiment.max_chunk_per_device is not None:
+        block = min(block, experiment.max_chunk_per_device)
+    return max(1, block)

@@ -36,16 +36,14 @@ MAX_CHUNK_PER_DEVICE = 128
 
 #: The settings of `make` (`--config KEY=VALUE`): key -> (domain, meaning).
 CONFIG = {
+    **jd.Experiment.SOLVER_CONFIG,
     "d": ("integer >= 1", "input, hidden and output dimension (square net)"),
     "n": ("integer >= 1", "samples (whitened inputs need n ≥ d)"),
     "n_tasks": ("integer >= 2", "tasks trained one after another"),
     "sv": ("> 0", "task singular values (d of them)"),
     "t_task": ("> 0", "training time per task"),
     "n_t": ("integer >= 2", "linearly spaced save times per task"),
-    "rtol": ("in (0, 1)", "relative tolerance of the solver"),
-    "atol": ("> 0", "absolute tolerance of the solver"),
     "data_seed": ("integer >= 0", "seed of the data and the tasks"),
-    "mode": ("one of 'auto', 'stacked', 'vmap'", "batch mode of jd.gradient_flow"),
 }
 
 
@@ -194,6 +192,7 @@ def make(
         summary=summary,
         bytes_per_point=8 * n_tasks * n_t * (8 * d * d + 4 * n_tasks) * 4,
         max_chunk_per_device=MAX_CHUNK_PER_DEVICE,
+        block_size=MAX_CHUNK_PER_DEVICE,
     )
 
 

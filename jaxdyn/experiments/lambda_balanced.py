@@ -51,6 +51,7 @@ MAX_CHUNK_PER_DEVICE = 128
 
 #: The settings of `make` (`--config KEY=VALUE`): key -> (domain, meaning).
 CONFIG = {
+    **jd.Experiment.SOLVER_CONFIG,
     "d": ("integer >= 1", "input dimension"),
     "o": ("integer >= 1", "output dimension"),
     "n": ("integer >= 1", "samples (whitened inputs need n ≥ d)"),
@@ -58,11 +59,8 @@ CONFIG = {
     "sv": ("optional > 0", "task singular values (min(d, o) of them)"),
     "t_max": ("> 0", "last save time"),
     "n_t": ("integer >= 2", "linearly spaced save times"),
-    "rtol": ("in (0, 1)", "relative tolerance of the solver"),
-    "atol": ("> 0", "absolute tolerance of the solver"),
     "data_seed": ("integer >= 0", "seed of the data and the task"),
     "match_sign": ("one of True, False", "reflect W1 so sign det W2W1(0) = sign det Σ̃yx"),
-    "mode": ("one of 'auto', 'stacked', 'vmap'", "batch mode of jd.gradient_flow"),
 }
 
 
@@ -205,6 +203,7 @@ def make(
         summary=summary,
         bytes_per_point=8 * n_t * (4 * d * o + 6 * max_width * (d + o) + 16) * 6,
         max_chunk_per_device=MAX_CHUNK_PER_DEVICE,
+        block_size=MAX_CHUNK_PER_DEVICE,
     )
 
 

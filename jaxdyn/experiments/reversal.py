@@ -34,15 +34,13 @@ MAX_CHUNK_PER_DEVICE = 128
 
 #: The settings of `make` (`--config KEY=VALUE`): key -> (domain, meaning).
 CONFIG = {
+    **jd.Experiment.SOLVER_CONFIG,
     "d": ("integer >= 1", "input, hidden and output dimension (square net)"),
     "n": ("integer >= 1", "samples (whitened inputs need n ≥ d)"),
     "sv": ("> 0", "task singular values (d of them)"),
     "t_max": ("> 0", "last save time"),
     "n_t": ("integer >= 2", "linearly spaced save times"),
-    "rtol": ("in (0, 1)", "relative tolerance of the solver"),
-    "atol": ("> 0", "absolute tolerance of the solver"),
     "data_seed": ("integer >= 0", "seed of the data and the task"),
-    "mode": ("one of 'auto', 'stacked', 'vmap'", "batch mode of jd.gradient_flow"),
 }
 
 
@@ -151,6 +149,7 @@ def make(
         summary=summary,
         bytes_per_point=8 * n_t * (2 * d * d * 3 + 2 * d + 4) * 4,
         max_chunk_per_device=MAX_CHUNK_PER_DEVICE,
+        block_size=MAX_CHUNK_PER_DEVICE,
     )
 
 

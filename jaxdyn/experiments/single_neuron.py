@@ -17,14 +17,12 @@ import jaxdyn as jd
 
 #: The settings of `make` (`--config KEY=VALUE`): key -> (domain, meaning).
 CONFIG = {
+    **jd.Experiment.SOLVER_CONFIG,
     "d": ("integer >= 1", "input dimension"),
     "n": ("integer >= 1", "samples (whitened inputs need n ≥ d)"),
     "angle": ("real", "direction of β0 in the (e1, e2) plane, radians"),
     "t_max": ("> 0", "last save time"),
     "n_t": ("integer >= 2", "linearly spaced save times"),
-    "rtol": ("in (0, 1)", "relative tolerance of the solver"),
-    "atol": ("> 0", "absolute tolerance of the solver"),
-    "mode": ("one of 'auto', 'stacked', 'vmap'", "batch mode of jd.gradient_flow"),
 }
 
 
@@ -110,6 +108,7 @@ def make(
         }
 
     return jd.Experiment(
+        block_size=256,
         name="single-neuron",
         description="single neuron a·wᵀx: lazy vs rich vs imbalance δ and lr ratio "
         "(Kunin et al. 2024)",

@@ -40,11 +40,9 @@ import jaxdyn as jd
 
 #: The settings of `make` (`--config KEY=VALUE`): key -> (domain, meaning).
 CONFIG = {
+    **jd.Experiment.SOLVER_CONFIG,
     "t_max": ("> 0.0001", "last save time (save times: 0 and log-spaced from 1e-4)"),
     "n_t": ("integer >= 3", "save times: 0 and n_t − 1 log-spaced up to t_max"),
-    "rtol": ("in (0, 1)", "relative tolerance of the solver"),
-    "atol": ("> 0", "absolute tolerance of the solver"),
-    "mode": ("one of 'auto', 'stacked', 'vmap'", "batch mode of jd.gradient_flow"),
 }
 
 
@@ -123,6 +121,7 @@ def make(
         }
 
     return jd.Experiment(
+        block_size=64,
         name="transfer",
         description="hierarchical 8-item task: fine-tuning a new feature from a pretrained "
         "representation vs λ (Dominé et al. 2024 App. D.3)",

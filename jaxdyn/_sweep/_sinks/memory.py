@@ -4,42 +4,32 @@ from __future__ import annotations
 
 import xarray as xr
 
-from .base import AbstractSink
+from .base import BufferedSink
 
 __all__ = ["MemorySink"]
 
 
-class MemorySink(AbstractSink):
-    """Keeps nothing beyond the returned Dataset (`sweep(..., out=None)`).
+class MemorySink(BufferedSink):
+    """Keeps the rows in host memory and returns them (`sweep(..., out=None)`).
 
     **Fields:**
 
     - `path`: `None`.
     """
 
-    def write_chunk(self, c: int) -> None:
-        """Nothing to write.
+    def finish(self, complete: bool) -> xr.Dataset:
+        """The Dataset of the buffers.
 
         **Arguments:**
 
-        - `c`: chunk index.
-
-        **Returns:** `None`.
-        """
-
-    def finish(self, result: xr.Dataset, complete: bool) -> None:
-        """Nothing to close.
-
-        **Arguments:**
-
-        - `result`: the returned Dataset.
         - `complete`: whether every chunk is done.
 
-        **Returns:** `None`.
+        **Returns:** the Dataset.
         """
+        return self.result(complete)
 
     def abort(self) -> None:
-        """Nothing to keep.
+        """Nothing to keep beyond `partial()`.
 
         **Returns:** `None`.
         """

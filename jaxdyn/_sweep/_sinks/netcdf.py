@@ -6,14 +6,13 @@ import os
 
 import xarray as xr
 
-from .._dataset import flat_dataset
 from .._errors import SweepError
-from .base import AbstractSink, check_writable, clean_leftovers, temp_sibling
+from .base import BufferedSink, OutputLock, check_writable, clean_leftovers, temp_sibling
 
 __all__ = ["NetCDFSink"]
 
 
-class NetCDFSink(AbstractSink):
+class NetCDFSink(BufferedSink):
     """A `.nc` file (h5netcdf engine).
 
     The returned Dataset is written at the end through a temporary sibling file
@@ -21,7 +20,8 @@ class NetCDFSink(AbstractSink):
     (with `force`) or complete. If the sweep is interrupted, the flat Dataset is written
     instead, with `complete = 0` and `status` = `RESULTS.not_run` for the points not computed
     (NetCDF cannot be resumed: use Zarr for that). A failed write removes its temporary file
-    and raises the `OSError` (the engine then keeps the results in a recovery file).
+    and raises the `OSError` (the engine then keeps the results in a recovery file). The
+    path is locked (`OutputLock`) while the sweep runs.
 
     **Fields:**
 
@@ -36,7 +36,8 @@ class NetCDFSink(AbstractSink):
         - `force`: overwrite an existing file.
 
         **Raises:** `SweepError` (argument `out`) if the file exists without `force`, with
-        `resume`, if a directory is in its place, or if its directory is not writable.
+        `resume`, if a directory is in its place, if its directory is not writable, or if
+        another sweep is writing it.
         """
         if os.path.isdir(path):
             raise SweepError(
@@ -50,33 +51,25 @@ class NetCDFSink(AbstractSink):
         if resume:
             raise SweepError("resume works with a .zarr output only", argument="resume")
         check_writable(path)
+        self._lock = OutputLock(path)
         clean_leftovers(path)
         self.path = path
 
-    def write_chunk(self, c: int) -> None:
-        """Nothing (the file is written at the end).
+    def finish(self, complete: bool) -> xr.Dataset:
+        """Write the result to a temporary file, then rename it over `path`.
 
         **Arguments:**
 
-        - `c`: chunk index.
+        - `complete`: whether every chunk is done (recorded in the attrs).
 
-        **Returns:** `None`.
-        """
-
-    def finish(self, result: xr.Dataset, complete: bool) -> None:
-        """Write `result` to a temporary file, then rename it over `path`.
-
-        **Arguments:**
-
-        - `result`: the returned Dataset.
-        - `complete`: whether every chunk is done (recorded in `result.attrs`).
-
-        **Returns:** `None`.
+        **Returns:** the Dataset (in memory).
 
         **Raises:** `OSError` if the file cannot be written (no temporary file is left).
         """
         assert self.path is not None
+        result = self.result(complete)
         _write_atomic(result, self.path)
+        return result
 
     def abort(self) -> None:
         """Write the finished points (flat layout, `complete = 0`).
@@ -86,10 +79,7 @@ class NetCDFSink(AbstractSink):
         **Raises:** `OSError` if the file cannot be written (no temporary file is left).
         """
         assert self.path is not None
-        ds = flat_dataset(
-            self._experiment, self._plan.points, self._buffers, {**self._attrs, "complete": 0}
-        )
-        _write_atomic(ds, self.path)
+        _write_atomic(self.partial(), self.path)
 
 
 def _write_atomic(ds: xr.Dataset, path: str) -> None:
