@@ -189,7 +189,7 @@ class _Group(click.Group):
             with _one_line_usage_errors():
                 return super().invoke(ctx)
         except KeyboardInterrupt:  # before or after a sweep (building, compiling, plotting)
-            click.echo("jaxdyn: interrupted", err=True)
+            click.echo("jaxdyn: interrupted; outputs written before are kept", err=True)
             sys.exit(130)
 
 

@@ -128,22 +128,22 @@ def relerr():
 CLI_SWEEP_CONFIG = {"t_max": 8.0, "n_t": 17}
 
 
-def cli_sweep_args(out, *extra: str, delta: str = "-2:2:40", chunk_size: int = 2) -> list[str]:
-    """`python -m jaxdyn.cli sweep single-neuron --delta=DELTA --scale=0.05 --lr_ratio=1` with
-    `CLI_SWEEP_CONFIG`, `--chunk-size CHUNK_SIZE --block-size CHUNK_SIZE --out OUT
-    --no-progress`, then `extra` (blocks as small as the chunks, so the grid has many chunks:
-    the experiment's default block would make it one)."""
-    config = [a for k, v in CLI_SWEEP_CONFIG.items() for a in ("--config", f"{k}={v}")]
+def cli_sweep_argv(
+    out, *extra: str, delta: str = "-2:2:40", chunk_size: int = 2, config=None
+) -> list[str]:
+    """`sweep single-neuron --delta=DELTA --scale=0.05 --lr_ratio=1` with `config` (default
+    `CLI_SWEEP_CONFIG`), `--chunk-size CHUNK_SIZE --block-size CHUNK_SIZE --out OUT
+    --no-progress`, then `extra`: the arguments after the program name (blocks as small as
+    the chunks, so the grid has many chunks: the experiment's default block would make it
+    one)."""
+    items = (CLI_SWEEP_CONFIG if config is None else config).items()
     return [
-        sys.executable,
-        "-m",
-        "jaxdyn.cli",
         "sweep",
         "single-neuron",
         f"--delta={delta}",
         "--scale=0.05",
         "--lr_ratio=1",
-        *config,
+        *[a for k, v in items for a in ("--config", f"{k}={v}")],
         "--chunk-size",
         str(chunk_size),
         "--block-size",
@@ -153,6 +153,12 @@ def cli_sweep_args(out, *extra: str, delta: str = "-2:2:40", chunk_size: int = 2
         "--no-progress",
         *extra,
     ]
+
+
+def cli_sweep_args(out, *extra: str, delta: str = "-2:2:40", chunk_size: int = 2) -> list[str]:
+    """`python -m jaxdyn.cli` followed by `cli_sweep_argv(out, *extra, delta=, chunk_size=)`."""
+    argv = cli_sweep_argv(out, *extra, delta=delta, chunk_size=chunk_size)
+    return [sys.executable, "-m", "jaxdyn.cli", *argv]
 
 
 def cli_sweep_reference(delta: str = "-2:2:40", chunk_size: int = 2) -> xr.Dataset:

@@ -49,7 +49,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import xarray as xr
-from conftest import chunks_done, sigint_reaches_children
+from conftest import CLI_SWEEP_CONFIG, chunks_done, cli_sweep_argv, sigint_reaches_children
 
 import jaxdyn as jd
 from jaxdyn import SweepError
@@ -62,27 +62,11 @@ NOT_RUN = jd.result_index(jd.RESULTS.not_run)
 #: of `single-neuron`, 256 points, would make it one chunk).
 DELTA, N_POINTS, CHUNK = "-2:2:24", 24, 3
 N_CHUNKS = N_POINTS // CHUNK
-CONFIG = ("--config", "t_max=8.0", "--config", "n_t=17")
 
 
 def sweep_argv(out, *extra: str, delta: str = DELTA, chunk: int = CHUNK) -> list[str]:
     """`jaxdyn sweep single-neuron …` arguments (after the program name), blocks of `chunk`."""
-    return [
-        "sweep",
-        "single-neuron",
-        f"--delta={delta}",
-        "--scale=0.05",
-        "--lr_ratio=1",
-        *CONFIG,
-        "--chunk-size",
-        str(chunk),
-        "--block-size",
-        str(chunk),
-        "--out",
-        str(out),
-        "--no-progress",
-        *extra,
-    ]
+    return cli_sweep_argv(out, *extra, delta=delta, chunk_size=chunk)
 
 
 def leftovers(out) -> list[str]:
@@ -474,7 +458,7 @@ def _resume_in_process(ref: Reference, outs: list[str]) -> None:
         import numpy as np, jax
         jax.config.update("jax_enable_x64", True)
         import jaxdyn as jd
-        exp = jd.experiments.get_experiment("single-neuron", t_max=8.0, n_t=17)
+        exp = jd.experiments.get_experiment("single-neuron", **{CLI_SWEEP_CONFIG!r})
         grid = {{"delta": np.linspace(-2.0, 2.0, {N_POINTS}), "scale": [0.05], "lr_ratio": [1.0]}}
         for out in {outs!r}:
             jd.sweep(exp, grid, chunk_size={CHUNK}, block_size={CHUNK}, out=out, resume=True,
@@ -568,8 +552,9 @@ START_UP = (0.2, 0.5, 0.85)
 
 
 def _start_up_kill(ref: Reference, sig: int, frac: float, out: str) -> tuple[int, str]:
+    # `jaxdyn_entry` is what the `jaxdyn` console script runs (Ctrl-C-safe while JAX imports).
     proc = subprocess.Popen(
-        [sys.executable, "-m", "jaxdyn.cli", *sweep_argv(out)],
+        [sys.executable, "-m", "jaxdyn_entry", *sweep_argv(out)],
         env=ref.env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -585,15 +570,7 @@ def _start_up_kill(ref: Reference, sig: int, frac: float, out: str) -> tuple[int
     "signame",
     [
         "SIGKILL",
-        pytest.param(
-            "SIGINT",
-            marks=pytest.mark.xfail(
-                reason="Ctrl-C while Python imports jaxdyn/jax (the first seconds, before any "
-                "jaxdyn code runs) gives a KeyboardInterrupt traceback or an ImportError; from "
-                "the command's start on it is the one line and exit code 130",
-                strict=False,
-            ),
-        ),
+        "SIGINT",
     ],
 )
 def test_killed_during_start_up(reference, tmp_path, signame):
@@ -894,7 +871,7 @@ def test_directory_in_place_of_the_nc_file_is_refused_before_compiling(reference
     jax.monitoring.register_event_duration_secs_listener(
         lambda event, duration_secs, **kw: compiles.append(event) if "compile" in event else None
     )
-    exp = jd.experiments.get_experiment("single-neuron", t_max=8.0, n_t=17)
+    exp = jd.experiments.get_experiment("single-neuron", **CLI_SWEEP_CONFIG)
     with pytest.raises(SweepError, match="is a directory") as e:
         jd.sweep(exp, {"delta": [0.0, 1.0]}, out=out, progress=False)
     assert e.value.argument == "out" and compiles == []

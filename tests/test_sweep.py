@@ -1,5 +1,6 @@
 """Sweep engine: batching, sharding over (fake) devices, chunking, resume, shards, status."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -26,7 +27,9 @@ CONFIG = {"t_max": 8.0, "n_t": 17}
 
 
 def small_experiment():
-    return get_experiment("single-neuron", **CONFIG)
+    """The single-neuron experiment with blocks of one point, so that small chunks (and
+    several chunks per grid) are possible: its default block is 256 points."""
+    return dataclasses.replace(get_experiment("single-neuron", **CONFIG), block_size=1)
 
 
 def run_env(code, devices=1, timeout=600):

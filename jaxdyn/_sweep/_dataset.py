@@ -367,7 +367,7 @@ def load(path: str | os.PathLike) -> xr.Dataset:
             warnings.simplefilter("ignore")
             ds = xr.open_zarr(path, consolidated=None)
         ds = ds.drop_vars([v for v in ("chunk_done",) if v in ds])
-        for k in ds.coords:  # the axis values (small) in memory, for selection and layout
+        for k in list(ds.coords):  # the axis values (small) in memory, for selection and layout
             ds[k] = ds[k].load()
     if "point" in ds.dims:
         if int(ds.attrs.get("complete", 0)) and ds.attrs.get("shard", "none") == "none":

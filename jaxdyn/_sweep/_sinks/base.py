@@ -323,6 +323,12 @@ class OutputLock:
         os.close(self._fd)  # closing releases the flock
         self._fd = None
 
+    def __del__(self) -> None:  # a sink dropped without `close()` (tests, API misuse)
+        try:
+            self.release()
+        except Exception:  # noqa: BLE001 - interpreter shutdown
+            pass
+
 
 def _read_holder(fd: int) -> str:
     try:
