@@ -272,20 +272,22 @@ def _run(
         raise SweepError("no devices given", argument="devices")
     platform = str(devs[0].platform)
     _check_tolerances(experiment)
-    p = plan(
-        experiment,
-        grid,
-        n_dev=len(devs),
-        platform=platform,
-        chunk_size=chunk_size,
-        block_size=block_size,
-        shard=shard,
-        memory_budget=memory_budget,
-    )
-    default_block = block_size_for(experiment, platform)
-    note = "" if p.block == default_block else f"set by the caller (default {default_block})"
-    attrs = sweep_attrs(experiment, p.grid, shard, devs, p.chunk, p.block, note)
 
+    def plan_for(chunk: int | np.integer | None) -> Plan:
+        return plan(
+            experiment,
+            grid,
+            n_dev=len(devs),
+            platform=platform,
+            chunk_size=chunk,
+            block_size=block_size,
+            shard=shard,
+            memory_budget=memory_budget,
+        )
+
+    # The smallest chunk first (no memory probe, which compiles): the output shapes and the
+    # space check come before anything is compiled.
+    p = plan_for(1)
     mesh = jax.sharding.Mesh(np.array(devs), ("batch",))
     sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("batch"))
     program = _blocked_program(experiment, p.block, mesh)
@@ -302,6 +304,10 @@ def _run(
     # their own).
     spec["status"] = ((), np.dtype(STATUS_DTYPE))
     _check_space(sink, p, spec, out)
+    p = plan_for(chunk_size)
+    default_block = block_size_for(experiment, platform)
+    note = "" if p.block == default_block else f"set by the caller (default {default_block})"
+    attrs = sweep_attrs(experiment, p.grid, shard, devs, p.chunk, p.block, note)
 
     # Ctrl-C is deferred from here on: the store is created whole, the chunk in flight is
     # kept, and the interrupt is raised between chunks (or at the end).
