@@ -34,9 +34,12 @@ def test_a_result_too_large_for_memory_is_refused_before_compiling(tmp_path, out
     exp = jd.sweep_function(lambda x, y: {"v": x * y * jnp.ones(500)}, GRID, name="huge")
     grid = {"x": np.arange(1e5), "y": np.arange(1e5)}
     compiles = []
-    jax.monitoring.register_event_duration_secs_listener(
-        lambda event, duration_secs, **kw: compiles.append(event) if "backend_compile" in event else None
-    )
+
+    def listen(event, duration_secs, **kw):
+        if "backend_compile" in event:
+            compiles.append(event)
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
     with pytest.raises(jd.SweepError, match=r"needs about 3\d.\d? TiB.*zarr.*shard") as e:
         jd.sweep(exp, grid, progress=False, out=None if out is None else tmp_path / out)
     assert e.value.argument == "out"
