@@ -468,7 +468,7 @@ def _blocked_program(experiment: Experiment, block: int, mesh: jax.sharding.Mesh
 
 
 def _fill(dtype: Any) -> Any:
-    return result_index(RESULTS.not_run) if dtype == STATUS_DTYPE else fill_value(dtype)
+    return STATUS_NOT_RUN if dtype == STATUS_DTYPE else fill_value(dtype)
 
 
 def _check_tolerances(experiment: Experiment) -> None:
