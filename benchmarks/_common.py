@@ -18,7 +18,19 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["block", "compile_counter", "emit", "machine_info", "peak_rss_tracker", "timeit"]
+__all__ = [
+    "block",
+    "compile_counter",
+    "emit",
+    "equal_accuracy",
+    "interp_loglog",
+    "machine_info",
+    "peak_rss_tracker",
+    "print_ratios",
+    "print_table",
+    "rate_record",
+    "timeit",
+]
 
 
 def block(x: Any) -> Any:
@@ -187,3 +199,69 @@ def print_ratios(ratios: dict, targets: dict, meets: dict, width: int, out) -> N
             else ""
         )
         print(f"{k:<{width}}{v:>9.1f}x{tgt}", file=out)
+
+
+def print_table(title: str, header: list[str], rows: list[list[Any]], out, first: int = 0) -> None:
+    """A plain-text table on `out`: `title`, then `header` and `rows` (cells as strings or
+    numbers), the first column left-aligned (width `first`, default: the widest cell), the
+    others right-aligned to their widest cell."""
+    cells = [[str(c) for c in r] for r in [header, *rows]]
+    widths = [max(len(r[j]) for r in cells) + 2 for j in range(len(header))]
+    widths[0] = max(first, widths[0])
+    print(title, file=out)
+    for r in cells:
+        line = r[0].ljust(widths[0]) + "".join(
+            c.rjust(w) for c, w in zip(r[1:], widths[1:], strict=True)
+        )
+        print(line.rstrip(), file=out)
+
+
+def interp_loglog(points: list[tuple[float, float]], err: float) -> float | None:
+    """Time at achieved error `err` on one method's work–precision curve `[(error, time), …]`:
+    log(time) linear in log(error) between the measured points sorted by error (a repeated
+    error keeps its fastest time); `None` outside the measured error range (no extrapolation)
+    or with no finite positive point."""
+    import math
+
+    best: dict[float, float] = {}
+    for e, t in points:
+        if e > 0 and t > 0 and math.isfinite(e) and math.isfinite(t):
+            best[e] = min(t, best.get(e, math.inf))
+    if not best:
+        return None
+    es = sorted(best)
+    if not es[0] <= err <= es[-1]:
+        return None
+    if len(es) == 1:
+        return best[es[0]]
+    for lo, hi in zip(es, es[1:], strict=False):
+        if lo <= err <= hi:
+            u = (math.log(err) - math.log(lo)) / (math.log(hi) - math.log(lo))
+            return math.exp((1 - u) * math.log(best[lo]) + u * math.log(best[hi]))
+    return None
+
+
+def equal_accuracy(
+    curves: dict[str, dict[str, list[tuple[float, float]]]], ref: str, targets: list[float]
+) -> dict[str, dict[str, float | None]]:
+    """Speed ratios at equal achieved accuracy.
+
+    `curves[family][member]` is a list of `(achieved error, time)` points (one per tolerance);
+    a family's time at error e is the fastest of its members' interpolated times
+    (`interp_loglog`). Returns `{family: {"1e-08": time(family)/time(ref), …}}` for every family
+    other than `ref`, over `targets`; `None` where either family does not reach e."""
+
+    def family_time(fam, e):
+        ts = [t for pts in curves[fam].values() if (t := interp_loglog(pts, e)) is not None]
+        return min(ts) if ts else None
+
+    out: dict[str, dict[str, float | None]] = {}
+    for fam in curves:
+        if fam == ref:
+            continue
+        row: dict[str, float | None] = {}
+        for e in targets:
+            t_ref, t_fam = family_time(ref, e), family_time(fam, e)
+            row[f"{e:.0e}"] = None if t_ref is None or t_fam is None else t_fam / t_ref
+        out[fam] = row
+    return out

@@ -44,9 +44,9 @@ import numpy as np  # noqa: E402
 import jaxdyn as jd  # noqa: E402
 
 try:
-    from ._common import emit, machine_info, print_ratios, rate_record, timeit
+    from ._common import emit, machine_info, print_ratios, print_table, rate_record, timeit
 except ImportError:  # run as a script: benchmarks/ is on sys.path
-    from _common import emit, machine_info, print_ratios, rate_record, timeit
+    from _common import emit, machine_info, print_ratios, print_table, rate_record, timeit
 
 BENCH = "relu_flow"
 T1, N_SAVES = 10.0, 11
@@ -220,23 +220,26 @@ def main(argv=None) -> int:
     )
 
     out = sys.stderr
-    print(
+    print_table(
         f"\nReLU flow, {N} nets (d=4, h={args.h}, n=64), t1={T1:g}, float64, stacked batch",
-        file=out,
+        ["method", "steps", "forced", "t_final", "traj/s", "time [s]", "max |err|", "drift", "ok"],
+        [
+            [
+                q["method"],
+                q["steps"],
+                "-" if q.get("forced_steps") is None else q["forced_steps"],
+                f"{q['t_final']:.3g}",
+                f"{q['traj_per_s']:.4g}",
+                f"{q['time_s']:.4g}",
+                f"{q['max_abs_err']:.2g}",
+                f"{q['drift']:.2g}",
+                q["all_successful"],
+            ]
+            for q in recs.values()
+        ],
+        out,
+        first=18,
     )
-    print(
-        f"{'method':<18}{'steps':>9}{'forced':>8}{'t_final':>9}{'traj/s':>10}{'time [s]':>10}"
-        f"{'max |err|':>11}{'drift':>10}  ok",
-        file=out,
-    )
-    for q in recs.values():
-        forced = q.get("forced_steps")
-        print(
-            f"{q['method']:<18}{q['steps']:>9}{'-' if forced is None else forced:>8}"
-            f"{q['t_final']:>9.3g}{q['traj_per_s']:>10.4g}{q['time_s']:>10.4g}"
-            f"{q['max_abs_err']:>11.2g}{q['drift']:>10.2g}  {q['all_successful']}",
-            file=out,
-        )
     print(f"gd_same_accuracy: lr = {eta:.3g}", file=out)
     print_ratios(ratios, TARGETS, meets, 32, out)
 

@@ -47,9 +47,9 @@ from scipy.integrate import solve_ivp  # noqa: E402
 import jaxdyn as jd  # noqa: E402
 
 try:
-    from ._common import emit, machine_info, print_ratios, rate_record, timeit
+    from ._common import emit, machine_info, print_ratios, print_table, rate_record, timeit
 except ImportError:  # run as a script: benchmarks/ is on sys.path
-    from _common import emit, machine_info, print_ratios, rate_record, timeit
+    from _common import emit, machine_info, print_ratios, print_table, rate_record, timeit
 
 BENCH = "single_neuron"
 RTOL = ATOL = 1e-8
@@ -343,15 +343,21 @@ def main(argv=None) -> int:
 
     rows = [recs["batched"], recs["vmap"], *loops.values(), *stacks.values(), recs["exact"]]
     out = sys.stderr
-    print(f"\nsingle neuron, {N} trajectories (d={args.d}), rtol=atol={RTOL:g}, float64", file=out)
-    print(f"{'method':<24}{'traj/s':>12}{'time [s]':>11}{'max |dev|':>11}", file=out)
-    for q in rows:
-        name = q["method"] + ("*" if q.get("extrapolated") else "")
-        print(
-            f"{name:<24}{q['traj_per_s']:>12.4g}{q['time_s']:>11.4g}"
-            f"{q['max_abs_dev_vs_exact']:>11.2g}",
-            file=out,
-        )
+    print_table(
+        f"\nsingle neuron, {N} trajectories (d={args.d}), rtol=atol={RTOL:g}, float64",
+        ["method", "traj/s", "time [s]", "max |dev|"],
+        [
+            [
+                q["method"] + ("*" if q.get("extrapolated") else ""),
+                f"{q['traj_per_s']:.4g}",
+                f"{q['time_s']:.4g}",
+                f"{q['max_abs_dev_vs_exact']:.2g}",
+            ]
+            for q in rows
+        ],
+        out,
+        first=24,
+    )
     print(f"* timed on {m} trajectories, rate extrapolated", file=out)
     print_ratios(ratios, TARGETS, meets, 28, out)
 

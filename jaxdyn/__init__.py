@@ -10,6 +10,7 @@ from . import (
     experiments as experiments,
     init as init,
     metrics as metrics,
+    parametrization as parametrization,
     plot as plot,
 )
 from ._flow import (
@@ -42,5 +43,10 @@ from ._sweep import (
     merge as merge_sweeps,  # noqa: F401
     sweep as sweep,
     sweep_function as sweep_function,
+)
+from ._train import (
+    Training as Training,
+    train as train,
+    trainable as trainable,
 )
 from ._version import __version__ as __version__

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import optimistix as optx
+from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, ArrayLike, Float, PyTree
 
 from ._checks import check_data, check_finite_tree, check_ts, is_concrete
@@ -132,6 +133,23 @@ def _mse_from_moments(model, Sxx, Sxy, syy):
     # L = ½ tr(B Sxx Bᵀ) − tr(B Sxy) + ½ tr(Syy), B = linear map (o, d)
     B = model.linear_map()
     return 0.5 * jnp.sum((B @ Sxx) * B) - jnp.sum(B * Sxy.T) + 0.5 * syy
+
+
+def _make_grad(static, X, Y2, loss, model, L):
+    """Return `∇L(params)`. For the MSE of a model linear in its input the gradient is the
+    pullback of ∇_B L = B·Sxx − Sxyᵀ through the linear map B(θ) (one vjp of `linear_map`,
+    no differentiation of the quadratic form: fewer and smaller matrix products per member,
+    which matters in a stacked solve of many small members); else `jax.grad(L)`."""
+    if loss == "mse" and is_linear_in_input(model):
+        Sxx, Sxy, _ = _moments(X, Y2)
+        Sxx = 0.5 * (Sxx + Sxx.T)  # exactly symmetric: ∇ of ½tr(B Sxx Bᵀ) is B·Sxx
+
+        def grad_moments(params):
+            B, pullback = jax.vjp(lambda p: eqx.combine(p, static).linear_map(), params)
+            return pullback(B @ Sxx - Sxy.T)[0]
+
+        return grad_moments
+    return jax.grad(L)
 
 
 def _make_loss(static, X, Y2, vector_y, loss, model):
@@ -569,27 +587,46 @@ def gradient_flow(
         else jax.tree_util.tree_map(lambda x: x[0] if eqx.is_array(x) else x, model)
     )
     L = _make_loss(static, X, Y2, vector_y, loss, member_model)
+    grad_L = _make_grad(static, X, Y2, loss, member_model, L)
 
     def member_vf(p, eta):
-        g = jax.grad(L)(p)
+        g = grad_L(p)
         return jax.tree_util.tree_map(lambda gi, ei: -(ei * gi).astype(gi.dtype), g, eta)
 
-    if batch:
+    y0, args, to_tree = params, lr_tree, None
+    if batch and _flat_layout_ok(params):
+        # One contiguous state array (P, B): the P parameters of a member down the rows, the
+        # B members along the contiguous axis. The solver's stage algebra, error norm and
+        # saving then act on one array (not once per leaf), and every elementwise operation
+        # runs over long contiguous rows.
+        y0, args, to_tree, member_flat_vf = _flat_state(params, lr_tree, lr_batched, member_vf)
+        batch_loss = jax.vmap(L)
+
+        def flat_vf(t, y, args):
+            return args * jax.vmap(member_flat_vf, in_axes=1, out_axes=1)(y)
+
+        vf = flat_vf
+    elif batch:
         batch_vf = jax.vmap(member_vf, in_axes=(0, 0 if lr_batched else None))
         batch_loss = jax.vmap(L)
 
-        def vf(t, y, args):
+        def stacked_vf(t, y, args):
             return batch_vf(y, args)
 
+        vf = stacked_vf
     else:
         batch_loss = None
 
-        def vf(t, y, args):
+        def single_vf(t, y, args):
             return member_vf(y, args)
+
+        vf = single_vf
 
     def total_loss(y):
         # the stop_at_loss event of a stacked solve fires when the worst member hits it
-        return L(y) if batch_loss is None else jnp.max(batch_loss(y))
+        if batch_loss is None:
+            return L(y)
+        return jnp.max(batch_loss(y if to_tree is None else to_tree(y)))
 
     if use_floor:
         floor = (ts[-1] - ts[0]) / FLOOR_STEPS if dtmin is None else jnp.asarray(dtmin, dtype)
@@ -617,8 +654,8 @@ def gradient_flow(
         t0=ts[0],
         t1=ts[-1],
         dt0=dt0,
-        y0=params,
-        args=lr_tree,
+        y0=y0,
+        args=args,
         saveat=diffrax.SaveAt(ts=ts, t1=True, controller_state=use_floor),
         stepsize_controller=stepsize_controller,
         adjoint=adjoint,
@@ -645,6 +682,8 @@ def gradient_flow(
         return jnp.where(mask, y, held)
 
     ys = jax.tree_util.tree_map(fill, sol.ys)
+    if to_tree is not None:
+        ys = jax.vmap(to_tree)(ys)  # (T, P, B) -> the params pytree, leaves (T, B, ...)
 
     if batch:
         # (T, B, ...) -> (B, T, ...)
@@ -671,6 +710,46 @@ def gradient_flow(
         if drift is not None:
             stats["conserved_drift"] = drift
     return Trajectory(ts=ts_out, model=traj_model, loss=loss_t, stats=stats, result=result)
+
+
+def _flat_layout_ok(params) -> bool:
+    """The contiguous layout needs one floating dtype across the parameter leaves."""
+    leaves = jax.tree_util.tree_leaves(params)
+    return len({leaf.dtype for leaf in leaves}) == 1
+
+
+def _flat_state(params, lr_tree, lr_batched, member_vf):
+    """The stacked solve's contiguous state: `(y0 (P, B), eta (P, B) or (P, 1), to_tree,
+    member_flat_vf)`, where `to_tree` maps a `(P, B)` state back to the params pytree with
+    leading batch axis, and `member_flat_vf(z (P,))` is the vector field of one member at unit
+    learning rate, flattened (the learning rates multiply it as the `(P, ·)` array `eta`)."""
+    member0 = jax.tree_util.tree_map(lambda x: x[0], params)
+    _, unravel = ravel_pytree(member0)
+
+    def ravel(tree):
+        return ravel_pytree(tree)[0]
+
+    y0 = jax.vmap(ravel)(params).T  # (P, B)
+    if lr_batched:
+        eta = jax.vmap(
+            lambda e, p: ravel(
+                jax.tree_util.tree_map(lambda ei, pi: jnp.broadcast_to(ei, pi.shape), e, p)
+            )
+        )(lr_tree, params).T
+    else:
+        eta = ravel(
+            jax.tree_util.tree_map(lambda e, p: jnp.broadcast_to(e, p.shape), lr_tree, member0)
+        )[:, None]
+    eta = eta.astype(y0.dtype)
+    ones = jax.tree_util.tree_map(lambda p: jnp.ones((), p.dtype), member0)
+
+    def member_flat_vf(z):
+        return ravel(member_vf(unravel(z), ones))
+
+    def to_tree(z):
+        return jax.vmap(unravel, in_axes=1)(z)
+
+    return y0, eta, to_tree, member_flat_vf
 
 
 def _nonsmooth_solver() -> diffrax.AbstractSolver:

@@ -6,6 +6,17 @@ NumPy `Generator`) are deterministic per seed; the JAX makers (`sphere`, `teache
 `haar_orthogonal` with a PRNG key) are traceable.
 """
 
+from ._digits import digits as digits
+from ._latent import (
+    latent_statistics as latent_statistics,
+    latent_variable as latent_variable,
+    latent_variable_sample as latent_variable_sample,
+)
+from ._modular import (
+    MODULAR_OPS as MODULAR_OPS,
+    modular_arithmetic as modular_arithmetic,
+    one_hot_pairs as one_hot_pairs,
+)
 from ._orthogonal import (
     haar_orthogonal as haar_orthogonal,
     orthonormal_columns as orthonormal_columns,
@@ -15,6 +26,11 @@ from ._regression import (
     whitened_inputs as whitened_inputs,
     whitened_regression as whitened_regression,
     whitened_task as whitened_task,
+)
+from ._rhm import (
+    RandomHierarchy as RandomHierarchy,
+    random_hierarchy as random_hierarchy,
+    random_hierarchy_data as random_hierarchy_data,
 )
 from ._teacher import (
     hierarchical_task as hierarchical_task,

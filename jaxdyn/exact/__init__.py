@@ -17,3 +17,16 @@ from ._single_neuron import (
     single_neuron_limit as single_neuron_limit,
     whitened_target as whitened_target,
 )
+from ._xu_ziyin import (
+    XU_ZIYIN_REGIMES as XU_ZIYIN_REGIMES,
+    XuZiyinConstants as XuZiyinConstants,
+    XuZiyinSolution as XuZiyinSolution,
+    xu_ziyin as xu_ziyin,
+    xu_ziyin_constants as xu_ziyin_constants,
+    xu_ziyin_exponents as xu_ziyin_exponents,
+    xu_ziyin_imbalance as xu_ziyin_imbalance,
+    xu_ziyin_network as xu_ziyin_network,
+    xu_ziyin_ntk_ratio as xu_ziyin_ntk_ratio,
+    xu_ziyin_phase as xu_ziyin_phase,
+    xu_ziyin_regime as xu_ziyin_regime,
+)

@@ -39,6 +39,37 @@ _REGISTRY: dict[str, tuple[str, str]] = {
         "hierarchical 8-item task: fine-tuning a new feature from a pretrained "
         "representation vs λ (Dominé et al. 2024 App. D.3)",
     ),
+    "xu-ziyin": (
+        "xu_ziyin",
+        "finite-width linear net f = γ·uᵀWx on latent data: exact solution vs gradient flow, "
+        "kernel / alignment / disalignment / rescaling vs width, scale, γ, lr ratio "
+        "(Xu & Ziyin 2024)",
+    ),
+    "grokking": (
+        "grokking",
+        "modular arithmetic: steps to 99 % test accuracy vs imbalance α and scale τ, "
+        "MLP or 1-layer transformer (Kunin et al. 2024 Fig. 6d/12)",
+    ),
+    "spectral": (
+        "spectral",
+        "coordinate check: feature and spectral weight updates vs width under SP / NTK / μP / "
+        "spectral (Yang, Simon & Bernstein 2023)",
+    ),
+    "hierarchy": (
+        "hierarchy",
+        "Random Hierarchy Model: test accuracy vs training-set size, imbalance α and scale τ "
+        "(Kunin et al. 2024 Fig. 6c)",
+    ),
+    "filters": (
+        "filters",
+        "CNN on 8×8 digits: smoothness of the first-layer filters vs imbalance α "
+        "(Kunin et al. 2024 Fig. 6b/11)",
+    ),
+    "deep": (
+        "deep",
+        "deep MLP on digits: per-layer NTK movement vs activation-pattern and parameter "
+        "distance, first/last layers rescaled by α (Kunin et al. 2024 Fig. 6a)",
+    ),
 }
 
 

@@ -21,3 +21,9 @@ from ._linear import (
     split_singular_values as split_singular_values,
     weights_from_qqt as weights_from_qqt,
 )
+from ._mlp import mlp as mlp
+from ._rescale import (
+    Scaled as Scaled,
+    layer_ends as layer_ends,
+    rescale as rescale,
+)

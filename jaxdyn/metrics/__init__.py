@@ -6,6 +6,19 @@ Functions accept models with extra leading axes (e.g. `Trajectory.model`, time f
 their docstrings say so, so a diagnostic over a whole trajectory is one call.
 """
 
+from ._filters import (
+    LAPLACIAN as LAPLACIAN,
+    activation_hamming as activation_hamming,
+    filter_smoothness as filter_smoothness,
+)
+from ._mechanisms import (
+    directional_change as directional_change,
+    layer_alignment as layer_alignment,
+    layer_change as layer_change,
+    layer_weights as layer_weights,
+    norm_ratio as norm_ratio,
+    ntk_ratio as ntk_ratio,
+)
 from ._metrics import (
     alignment as alignment,
     balance_drift as balance_drift,
@@ -20,3 +33,13 @@ from ._metrics import (
     relative_deviation as relative_deviation,
     spectral_norms as spectral_norms,
 )
+from ._spectral import (
+    alignment_ratio as alignment_ratio,
+    feature_updates as feature_updates,
+    features as features,
+    loglog_slope as loglog_slope,
+    spectral_norm as spectral_norm,
+    stable_rank as stable_rank,
+    weight_updates as weight_updates,
+)
+from ._thresholds import time_to_threshold as time_to_threshold

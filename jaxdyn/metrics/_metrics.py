@@ -302,8 +302,9 @@ def relative_change(model0, model_t) -> Float[Array, "..."]:
     return jnp.sqrt(num / jnp.reshape(den, jnp.shape(den) + (1,) * lead))
 
 
-def spectral_norms(model) -> tuple[Array, ...]:
-    """Largest singular value of every weight matrix (leading axes kept), in layer order.
+def spectral_norms(model, reference=None, *, iterations: int | None = None) -> tuple[Array, ...]:
+    r"""Largest singular value $\|W\|_*$ of every weight matrix (leading axes kept), in layer
+    order; with `reference`, that of every update $\Delta W = W - W_{ref}$.
 
     **Arguments:**
 
@@ -311,18 +312,67 @@ def spectral_norms(model) -> tuple[Array, ...]:
       (counted by the model's type as for `ntk`); every inexact array leaf with ≥ 2
       dimensions per member is a weight matrix (its last two axes). A time-stacked
       `SingleNeuron` (`w (T, d)`) therefore has none.
+    - `reference`: optional model of the same structure whose arrays broadcast against
+      `model`'s (e.g. the initial model against a time-stacked `Trajectory.model`); the
+      norms are then those of the updates `W - W_ref`.
+    - `iterations`: `None` (default) for the exact norm (an SVD); an int q for a randomized
+      block-Krylov estimate (`spectral_norm`), much cheaper for large matrices.
 
     **Returns:**
 
     A tuple of arrays, one per weight matrix, each with the model's leading axes.
     """
     lead = _lead_axes(model)
-    leaves = [
-        x
-        for x in jax.tree_util.tree_leaves(eqx.filter(model, eqx.is_inexact_array))
-        if x.ndim - lead >= 2
-    ]
-    return tuple(jnp.linalg.norm(W, ord=2, axis=(-2, -1)) for W in leaves)
+    leaves = jax.tree_util.tree_leaves(eqx.filter(model, eqx.is_inexact_array))
+    if reference is not None:
+        refs = jax.tree_util.tree_leaves(eqx.filter(reference, eqx.is_inexact_array))
+        if len(refs) != len(leaves):
+            raise ValueError("`reference` must have the same structure as `model`.")
+        try:
+            leaves = [x - r for x, r in zip(leaves, refs, strict=True)]
+        except (TypeError, ValueError) as e:
+            raise ValueError(
+                f"`reference`'s arrays must broadcast against `model`'s: {e}"
+            ) from None
+    return tuple(_operator_norm(W, iterations) for W in leaves if W.ndim - lead >= 2)
+
+
+#: Block width of the randomized block-Krylov spectral-norm estimate.
+_KRYLOV_BLOCK = 8
+
+
+def _operator_norm(W: Array, iterations: int | None) -> Array:
+    """‖W‖_* over the last two axes: exact (SVD) or randomized block Krylov."""
+    W = jnp.asarray(W)
+    if iterations is not None and (
+        isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1
+    ):
+        raise ValueError(f"`iterations` must be None or a positive int, got {iterations!r}.")
+    if iterations is None or min(W.shape[-2:]) <= _KRYLOV_BLOCK * iterations:
+        return jnp.linalg.norm(W, ord=2, axis=(-2, -1))
+    return jnp.vectorize(lambda A: _krylov_norm(A, iterations), signature="(n,m)->()")(W)
+
+
+def _krylov_norm(W: Array, q: int) -> Array:
+    # Randomized block Krylov (Musco & Musco 2015): an orthonormal basis Q of
+    # [WV, (WWᵀ)WV, …, (WWᵀ)^{q-1}WV] (each block reorthogonalized against the earlier ones),
+    # then ‖QᵀW‖_* ≤ ‖W‖_*. One `fori_loop` keeps the compiled program small.
+    n, b = W.shape[0], _KRYLOV_BLOCK
+    V = jax.random.normal(jax.random.key(0), (W.shape[1], b), W.dtype)
+    Y, _ = jnp.linalg.qr(W @ V)
+    basis = jnp.zeros((n, q * b), W.dtype).at[:, :b].set(Y)
+
+    def step(i, carry):
+        basis, Y = carry
+        Y = W @ (W.T @ Y)
+        for _ in range(2):  # twice is enough (Giraud et al. 2005)
+            Y = Y - basis @ (basis.T @ Y)
+        Y, _ = jnp.linalg.qr(Y)
+        return jax.lax.dynamic_update_slice(basis, Y, (0, i * b)), Y
+
+    basis, _ = jax.lax.fori_loop(1, q, step, (basis, Y))
+    Q, _ = jnp.linalg.qr(basis)
+    return jnp.linalg.svd(Q.T @ W, compute_uv=False)[0]
 
 
 def kernel_distance_single_neuron(
