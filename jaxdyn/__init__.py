@@ -46,7 +46,9 @@ from ._sweep import (
 )
 from ._train import (
     Training as Training,
+    cross_entropy_loss as cross_entropy_loss,
     train as train,
     trainable as trainable,
+    uniform_minibatch as uniform_minibatch,
 )
 from ._version import __version__ as __version__

@@ -12,14 +12,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jaxtyping import Array, ArrayLike, Float, Int, PyTree, Real
+from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray, PyTree, Real, Shaped
 
 from ._checks import is_concrete
 from ._models import MLP
 from ._results import RESULTS, status_code
 from .init._rescale import Scaled
 
-__all__ = ["Training", "train", "trainable"]
+__all__ = ["Training", "cross_entropy_loss", "train", "trainable", "uniform_minibatch"]
 
 
 class Training(eqx.Module):
@@ -89,6 +89,58 @@ def _check_int(name: str, v, lo: int = 1) -> int:
     return int(v)
 
 
+def cross_entropy_loss(
+    model: Callable[[Any], Any], data: tuple[Shaped[ArrayLike, "n ..."], Int[ArrayLike, " n"]]
+) -> Float[Array, ""]:
+    r"""The mean softmax cross-entropy of a classifier's logits against integer labels,
+    $L = -\frac1n \sum_i \log \operatorname{softmax}(f(x_i))_{y_i}$: a `loss_fn` for
+    `jaxdyn.train`.
+
+    **Arguments:**
+
+    - `model`: a model applied to one input, returning its logits `(classes,)` (it is
+      `jax.vmap`-ed over the inputs).
+    - `data`: `(X, y)` with `X (n, …)` the inputs and `y (n,)` the integer labels.
+
+    **Returns:**
+
+    The scalar loss (`optax.softmax_cross_entropy_with_integer_labels`, averaged).
+    """
+    X, y = data
+    return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(jax.vmap(model)(X), y))
+
+
+def uniform_minibatch(
+    key: PRNGKeyArray, n: int, batch_size: int
+) -> Callable[[PyTree, Int[ArrayLike, ""]], PyTree]:
+    """A `minibatch` for `jaxdyn.train` drawing `batch_size` of the `n` samples uniformly
+    with replacement, a fresh draw per step from `fold_in(key, step)`.
+
+    **Arguments:**
+
+    - `key`: the PRNG key of the draws (may be traced, e.g. one per vmapped member).
+    - `n`: the number of samples (the leading axis of every leaf of the data).
+    - `batch_size`: the number of indices drawn per step.
+
+    **Returns:**
+
+    `minibatch(data, step)`: every leaf of `data` indexed at the step's `batch_size`
+    indices (so `(X, y)` gives `(X[idx], y[idx])`).
+
+    **Raises:**
+
+    `ValueError` naming `n` or `batch_size` when it is not an int ≥ 1.
+    """
+    n = _check_int("n", n)
+    batch_size = _check_int("batch_size", batch_size)
+
+    def minibatch(data, step):
+        idx = jax.random.randint(jax.random.fold_in(key, step), (batch_size,), 0, n)
+        return jax.tree_util.tree_map(lambda a: a[idx], data)
+
+    return minibatch
+
+
 def train(
     model: Any,
     loss_fn: Callable[[Any, Any], Any],
@@ -154,8 +206,8 @@ def train(
     **Raises:**
 
     `ValueError` for a bad `steps` or `every`, a model without trainable leaves, or a
-    concrete non-finite `lr`; `TypeError` for a `loss_fn`/`optimizer` that is not callable or
-    a transformation.
+    concrete non-finite `lr` (a traced one makes the run's `result` `nonfinite`); `TypeError`
+    for a `loss_fn`/`optimizer` that is not callable or a transformation.
 
     ```python
     models = jax.vmap(lambda k: jd.MLP(...))(keys)

@@ -284,3 +284,30 @@ def test_bad_input(data):
         TypeError, match="`lr` must be a scalar or a pytree with the model's structure"
     ):
         jd.gradient_flow(m, data, jnp.linspace(0.0, 1.0, 2), lr=p.lr(other))
+
+
+def test_widths_checks_name_the_argument():
+    # One helper resolves `widths` against the built sizes for `init`, `from_normal` and `lr`;
+    # each caller keeps its own message.
+    p = P.SP()
+    normals = [jnp.ones((4, 3)), jnp.ones((2, 4))]
+    with pytest.raises(ValueError, match=r"`widths` has 2 sizes but there are 2 layers \(needs 3"):
+        p.from_normal(normals, widths=(3, 4))
+    with pytest.raises(ValueError, match=r"`widths\[1\]` = 5 exceeds the built size 4\."):
+        p.from_normal(normals, widths=(3, 5, 2))
+    m = p.from_normal(normals, widths=(3, 2, 2))
+    assert not np.any(m.layers[0][2:]) and np.all(m.layers[0][:2])
+    with pytest.raises(ValueError, match=r"\(needs depth \+ 1 = 3 sizes\)\."):
+        p.lr(m, widths=(3, 2))
+    with pytest.raises(ValueError, match=r"`widths\[0\]` = 4 exceeds the model's size 3\."):
+        p.lr(m, widths=(4, 2, 2))
+
+
+def test_traced_bad_lr_gives_nan_rates():
+    p = P.SP()
+    m = jd.init.mlp(jax.random.key(0), (3, 4, 2), p)
+    for v in (-1.0, float("inf"), float("nan")):
+        rates = jax.jit(lambda v: p.lr(m, v).layers)(v)
+        assert all(np.isnan(r) for r in rates)
+    rates = jax.jit(lambda v: p.lr(m, v).layers)(0.25)
+    assert all(r == q for r, q in zip(rates, p.lr(m, 0.25).layers, strict=True))

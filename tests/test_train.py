@@ -198,3 +198,60 @@ def test_rescale_custom_where_and_errors():
         jd.init.rescale(m, alpha=float("inf"))
     with pytest.raises(TypeError, match="first="):
         jd.init.rescale(eqx.nn.Linear(2, 2, key=jax.random.key(0)))
+
+
+def test_traced_bad_settings_are_nan_never_numbers():
+    # A concrete bad α / τ / lr raises (above); a traced one cannot, so it must poison the
+    # point it belongs to (NaN model or lr, then `nonfinite`), never give a plausible number.
+    data = _data()
+    X = data[0]
+    m = _model(jax.random.key(0))
+    nan, inf = float("nan"), float("inf")
+    good = (1.5, 0.5, 0.2)
+    bad = [(0.0, 1, 1), (-1.5, 1, 1), (inf, 1, 1), (nan, 1, 1), (1, 0.0, 1), (1, -0.5, 1)]
+    bad += [(1, inf, 1), (1, 1, 0.0), (1, 1, -0.2), (1, 1, inf), (1, 1, nan)]
+    a, t, lr = (jnp.asarray(c, X.dtype) for c in zip(good, *bad, strict=True))
+
+    def build(alpha, tau, lr):
+        net, lr_t = jd.init.rescale(m, alpha=alpha, tau=tau, lr=lr)
+        return jax.vmap(net)(X), lr_t
+
+    f, lr_t = jax.jit(jax.vmap(build))(a, t, lr)
+    net0, lr0 = jd.init.rescale(m, alpha=good[0], tau=good[1], lr=good[2])
+    np.testing.assert_array_equal(f[0], jax.vmap(net0)(X))
+    assert lr_t[0] == lr0
+    finite = np.isfinite(f).all((1, 2)) & np.isfinite(lr_t)
+    assert finite[0] and not finite[1:].any()
+
+    def status(alpha, tau, lr):
+        net, lr_t = jd.init.rescale(m, alpha=alpha, tau=tau, lr=lr)
+        return jd.train(net, _mse, optax.sgd(1.0), 10, data=data, lr=lr_t, every=5).status
+
+    st = np.asarray(jax.jit(jax.vmap(status))(a, t, lr))
+    assert st[0] == 0 and (st[1:] == jd.result_index(jd.RESULTS.nonfinite)).all()
+    # jd.train's own check (a finite lr) under jit: a traced inf / NaN lr is marked too
+    for v in (inf, nan):
+        out = jax.jit(lambda v: jd.train(m, _mse, optax.sgd(1.0), 10, data=data, lr=v))(v)
+        assert int(out.status) == jd.result_index(jd.RESULTS.nonfinite)
+
+
+def test_cross_entropy_loss_and_uniform_minibatch():
+    X = jax.random.normal(jax.random.key(3), (N, D))
+    y = jnp.arange(N) % O
+    m = _model(jax.random.key(0))
+    ref = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(jax.vmap(m)(X), y))
+    assert jd.cross_entropy_loss(m, (X, y)) == ref
+    key = jax.random.key(4)
+    mb = jd.uniform_minibatch(key, N, 5)
+    Xb, yb = mb((X, y), jnp.int32(2))
+    idx = jax.random.randint(jax.random.fold_in(key, 2), (5,), 0, N)
+    np.testing.assert_array_equal(Xb, X[idx])
+    np.testing.assert_array_equal(yb, y[idx])
+    with pytest.raises(ValueError, match="`batch_size`"):
+        jd.uniform_minibatch(key, N, 0)
+    with pytest.raises(ValueError, match="`n`"):
+        jd.uniform_minibatch(key, 0, 4)
+    out = jd.train(
+        m, jd.cross_entropy_loss, optax.sgd(1.0), 20, data=(X, y), lr=0.5, every=10, minibatch=mb
+    )
+    assert int(out.status) == 0 and out.loss[-1] < out.loss[0]

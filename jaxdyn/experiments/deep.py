@@ -161,15 +161,6 @@ def make(
         K0 = kernels(base0)
         pre0 = _preactivations(base0, probe)
 
-        def loss_fn(m, d):
-            return jnp.mean(
-                optax.softmax_cross_entropy_with_integer_labels(jax.vmap(m)(d[0]), d[1])
-            )
-
-        def minibatch(d, k):
-            idx = jax.random.randint(jax.random.fold_in(k_batch, k), (batch_size,), 0, n_train)
-            return d[0][idx], d[1][idx]
-
         def record(m):
             base = m.model
             K = kernels(base)
@@ -192,14 +183,14 @@ def make(
 
         out = jd.train(
             net,
-            loss_fn,
+            jd.cross_entropy_loss,
             optax.sgd(1.0, momentum=momentum),
             steps,
             data=(X, y),
             lr=lr_t,
             record=record,
             every=every,
-            minibatch=minibatch,
+            minibatch=jd.uniform_minibatch(k_batch, n_train, batch_size),
         )
         r = out.records
         return {

@@ -164,15 +164,6 @@ def make(
             last=(lambda m: m.fc) if readout else None,
         )
 
-        def loss_fn(m, d):
-            return jnp.mean(
-                optax.softmax_cross_entropy_with_integer_labels(jax.vmap(m)(d[0]), d[1])
-            )
-
-        def minibatch(d, k):
-            idx = jax.random.randint(jax.random.fold_in(k_batch, k), (batch_size,), 0, n_train)
-            return d[0][idx], d[1][idx]
-
         def filters_of(m):
             return m.model.conv[:, 0]
 
@@ -187,14 +178,14 @@ def make(
         spec = eqx.tree_at(lambda s: s.scale, jax.tree.map(eqx.is_inexact_array, net), False)
         out = jd.train(
             net,
-            loss_fn,
+            jd.cross_entropy_loss,
             opt,
             steps,
             data=(X, y),
             lr=lr_t,
             record=record,
             every=every,
-            minibatch=minibatch,
+            minibatch=jd.uniform_minibatch(k_batch, n_train, batch_size),
             filter_spec=spec,
         )
         w = filters_of(out.model)

@@ -93,6 +93,17 @@ def _check_positive(name: str, v) -> None:
         raise ValueError(f"`{name}` must be a finite number > 0, got {v!r}.")
 
 
+def _positive_or_nan(v, dtype) -> Array:
+    # `v` as `dtype`. A traced value cannot raise `_check_positive`'s error, so one that is
+    # not a finite number > 0 becomes NaN: a bad point of a vmapped sweep is NaN (and
+    # `jd.train` marks it `nonfinite`), never a plausible wrong number.
+    x = jnp.asarray(v, dtype)
+    if is_concrete(v):
+        return x
+    r = jnp.asarray(v)
+    return jnp.where(jnp.isfinite(r) & (r > 0), x, jnp.nan)
+
+
 def _times(where: Callable[[Any], Any], model: Any, factor) -> Any:
     def scale_node(node):
         return jax.tree_util.tree_map(
@@ -148,7 +159,9 @@ def rescale(
     **Raises:**
 
     `ValueError` naming `alpha`, `tau` or `lr` when a concrete value is not a finite number
-    > 0; `TypeError` for `"auto"` on a model `layer_ends` does not know.
+    > 0 (a traced one gives NaN weights, scale or learning rate instead, so the point's
+    training is marked `nonfinite`); `TypeError` for `"auto"` on a model `layer_ends` does
+    not know.
 
     ```python
     model = jd.MLP((W1, W2), activation=jnp.square)
@@ -172,10 +185,10 @@ def rescale(
     if not leaves:
         raise ValueError("`model` has no floating-point array parameters to rescale.")
     dtype = jnp.result_type(*leaves)
-    alpha_ = jnp.asarray(alpha, dtype)
-    tau_ = jnp.asarray(tau, dtype)
+    alpha_ = _positive_or_nan(alpha, dtype)
+    tau_ = _positive_or_nan(tau, dtype)
     if first is not None:
         model = _times(first, model, 1 / alpha_)
     if last is not None:
         model = _times(last, model, alpha_)
-    return Scaled(model, tau_), jnp.asarray(lr, dtype) / tau_**2
+    return Scaled(model, tau_), _positive_or_nan(lr, dtype) / tau_**2

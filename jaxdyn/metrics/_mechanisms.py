@@ -10,6 +10,8 @@ carry leading (time, batch) axes as for the other metrics (`Trajectory.model`, t
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -90,6 +92,11 @@ def _stack(xs) -> Array:
     return jnp.stack(jnp.broadcast_arrays(*xs), axis=-1)
 
 
+def _per_layer(model0, model_t, fn: Callable[[Array, Array, tuple[int, ...]], Array]) -> Array:
+    """`fn(W0, Wt, axes)` for every layer pair of `_pairs`, stacked on a last layer axis."""
+    return _stack([fn(W0, Wt, ax) for W0, Wt, ax in _pairs(model0, model_t)])
+
+
 def norm_ratio(model0, model_t) -> Float[Array, "*lead L"]:
     r"""Per-layer norm ratio $\|W_l(t)\|_F/\|W_l(0)\|_F$: the **rescaling** part of a layer's
     change (≠ 1 while the direction is kept: learning by rescaling).
@@ -111,10 +118,9 @@ def norm_ratio(model0, model_t) -> Float[Array, "*lead L"]:
         mechanism is our reading (jaxdyn notes `xu_ziyin_and_spectral.md` §A.4–A.5, [R]),
         checked against the exact solution in `tests/test_mechanisms.py`.
     """
-    vals = []
-    for W0, Wt, ax in _pairs(model0, model_t):
-        vals.append(jnp.sqrt(jnp.sum(Wt * Wt, ax) / jnp.sum(W0 * W0, ax)))
-    return _stack(vals)
+    return _per_layer(
+        model0, model_t, lambda W0, Wt, ax: jnp.sqrt(jnp.sum(Wt * Wt, ax) / jnp.sum(W0 * W0, ax))
+    )
 
 
 def directional_change(model0, model_t) -> Float[Array, "*lead L"]:
@@ -139,12 +145,13 @@ def directional_change(model0, model_t) -> Float[Array, "*lead L"]:
         mechanism is our reading (jaxdyn notes `xu_ziyin_and_spectral.md` §A.4–A.5, [R]),
         checked against the exact solution in `tests/test_mechanisms.py`.
     """
-    vals = []
-    for W0, Wt, ax in _pairs(model0, model_t):
+
+    def cos_gap(W0, Wt, ax):
         num = jnp.sum(W0 * Wt, ax)
         den = jnp.sqrt(jnp.sum(W0 * W0, ax) * jnp.sum(Wt * Wt, ax))
-        vals.append(1.0 - num / den)
-    return _stack(vals)
+        return 1.0 - num / den
+
+    return _per_layer(model0, model_t, cos_gap)
 
 
 def layer_change(model0, model_t) -> Float[Array, "*lead L"]:
@@ -170,11 +177,12 @@ def layer_change(model0, model_t) -> Float[Array, "*lead L"]:
         mechanism is our reading (jaxdyn notes `xu_ziyin_and_spectral.md` §A.4–A.5, [R]),
         checked against the exact solution in `tests/test_mechanisms.py`.
     """
-    vals = []
-    for W0, Wt, ax in _pairs(model0, model_t):
+
+    def relative(W0, Wt, ax):
         diff = Wt - W0
-        vals.append(jnp.sqrt(jnp.sum(diff * diff, ax) / jnp.sum(W0 * W0, ax)))
-    return _stack(vals)
+        return jnp.sqrt(jnp.sum(diff * diff, ax) / jnp.sum(W0 * W0, ax))
+
+    return _per_layer(model0, model_t, relative)
 
 
 def _as_matrix(W, k):

@@ -109,6 +109,24 @@ def check_widths(widths, name: str = "widths", *, concrete: bool = True) -> tupl
     return tuple(out)
 
 
+def _resolve_widths(widths, shape: tuple, length_error: str, bound: str) -> tuple:
+    """`widths` (default `shape`) checked against the built sizes `shape`: `check_widths`
+    with traced entries allowed, the same length as `shape`, no concrete entry above its size.
+
+    `length_error` is the message for a length mismatch (formatted with `n`, the number of
+    widths); `bound` names the size a width exceeds (formatted with `i` and `m`, the size).
+    """
+    if widths is None:
+        widths = shape
+    widths = check_widths(widths, concrete=False)
+    if len(widths) != len(shape):
+        raise ValueError(length_error.format(n=len(widths)))
+    for i, (n, m) in enumerate(zip(widths, shape, strict=True)):
+        if isinstance(n, int) and n > m:
+            raise ValueError(f"`widths[{i}]` = {n} exceeds {bound.format(i=i, m=m)}.")
+    return widths
+
+
 def _mlp_widths(model: MLP) -> tuple[int, ...]:
     shapes = [W.shape[-2:] for W in model.layers]
     return (shapes[0][1],) + tuple(s[0] for s in shapes)
@@ -290,7 +308,8 @@ class AbstractParametrization(eqx.Module):
 
         `TypeError` if `model` is not a `jd.MLP`; `ValueError` naming `widths` if it does not
         fit the model (its length is not depth + 1, or a concrete width exceeds the model's),
-        or naming `lr` or `optimizer`.
+        or naming `lr` (a concrete negative or non-finite rate; a traced one gives NaN rates)
+        or `optimizer`.
         """
         if not isinstance(model, MLP):
             raise TypeError(
@@ -303,17 +322,13 @@ class AbstractParametrization(eqx.Module):
                 "`model` must be one network (2-D weight matrices); for a batch of models call "
                 "`lr` inside `jax.vmap`."
             )
-        if widths is None:
-            widths = shape_widths
-        widths = check_widths(widths, concrete=False)
-        if len(widths) != len(shape_widths):
-            raise ValueError(
-                f"`widths` has {len(widths)} sizes but `model` has {len(model.layers)} layers "
-                f"(needs depth + 1 = {len(shape_widths)} sizes)."
-            )
-        for i, (n, m) in enumerate(zip(widths, shape_widths, strict=True)):
-            if isinstance(n, int) and n > m:
-                raise ValueError(f"`widths[{i}]` = {n} exceeds the model's size {m}.")
+        widths = _resolve_widths(
+            widths,
+            shape_widths,
+            f"`widths` has {{n}} sizes but `model` has {len(model.layers)} layers (needs "
+            f"depth + 1 = {len(shape_widths)} sizes).",
+            "the model's size {m}",
+        )
         if jnp.ndim(lr) != 0:
             raise ValueError(
                 f"`lr` must be a scalar base learning rate, got shape {jnp.shape(lr)}."
@@ -323,9 +338,11 @@ class AbstractParametrization(eqx.Module):
             if not (np.isfinite(v) and v >= 0):
                 raise ValueError(f"`lr` must be non-negative and finite, got {v}.")
         dtype = model.layers[0].dtype
-        rates = tuple(
-            (jnp.asarray(lr, dtype) * s.lr).astype(dtype) for s in self.scalings(widths, optimizer)
-        )
+        lr_ = jnp.asarray(lr, dtype)
+        if not is_concrete(lr):  # no error to raise: a bad traced rate is NaN, never a number
+            r = jnp.asarray(lr)
+            lr_ = jnp.where(jnp.isfinite(r) & (r >= 0), lr_, jnp.nan)
+        rates = tuple((lr_ * s.lr).astype(dtype) for s in self.scalings(widths, optimizer))
         zeros = tuple(jnp.zeros((), dtype) for _ in model.multipliers)
         return eqx.tree_at(lambda m: (m.layers, m.multipliers), model, (rates, zeros))
 
@@ -402,13 +419,12 @@ def _init(p: AbstractParametrization, key, widths, activation, max_widths) -> ML
     else:
         widths = check_widths(widths, concrete=False)
         shape = check_widths(max_widths, "max_widths")
-        if len(shape) != len(widths):
-            raise ValueError(
-                f"`max_widths` has {len(shape)} sizes but `widths` has {len(widths)}."
-            )
-        for i, (n, m) in enumerate(zip(widths, shape, strict=True)):
-            if isinstance(n, int) and n > m:
-                raise ValueError(f"`widths[{i}]` = {n} exceeds `max_widths[{i}]` = {m}.")
+        widths = _resolve_widths(
+            widths,
+            shape,
+            f"`max_widths` has {len(shape)} sizes but `widths` has {{n}}.",
+            "`max_widths[{i}]` = {m}",
+        )
     dtype = jnp.result_type(float)
     sizes = [shape[i + 1] * shape[i] for i in range(len(shape) - 1)]
     z = jax.random.normal(key, (sum(sizes),), dtype)  # one draw: one RNG kernel to compile
@@ -431,17 +447,13 @@ def _from_normal(p: AbstractParametrization, normals, widths, activation) -> MLP
                 f"`normals[{i}]` of shape {normals[i].shape} does not follow `normals[{i - 1}]` "
                 f"of shape {normals[i - 1].shape}."
             )
-    if widths is None:
-        widths = shape
-    widths = check_widths(widths, concrete=False)
-    if len(widths) != len(shape):
-        raise ValueError(
-            f"`widths` has {len(widths)} sizes but there are {len(normals)} layers (needs "
-            f"{len(shape)} sizes)."
-        )
-    for i, (n, m) in enumerate(zip(widths, shape, strict=True)):
-        if isinstance(n, int) and n > m:
-            raise ValueError(f"`widths[{i}]` = {n} exceeds the built size {m}.")
+    widths = _resolve_widths(
+        widths,
+        shape,
+        f"`widths` has {{n}} sizes but there are {len(normals)} layers (needs {len(shape)} "
+        "sizes).",
+        "the built size {m}",
+    )
     scal = p.scalings(widths)
     layers = []
     for i, Z in enumerate(normals):
