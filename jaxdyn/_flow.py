@@ -135,6 +135,61 @@ def _mse_from_moments(model, Sxx, Sxy, syy):
     return 0.5 * jnp.sum((B @ Sxx) * B) - jnp.sum(B * Sxy.T) + 0.5 * syy
 
 
+#: Contractions up to this length are written as unrolled multiply-adds (`_rows_matmul`).
+SMALL_CONTRACTION = 8
+
+
+def _rows_matmul(A, B):
+    """The matrix product over the two leading axes with the members' batch axis trailing:
+    `A (m, k[, N])`, `B (k, n[, N])` -> `(m, n, N)` (an operand without the trailing axis is
+    shared by all members). For k ≤ `SMALL_CONTRACTION` it is k unrolled broadcast
+    multiply-adds: elementwise along the contiguous member axis, so XLA fuses them with
+    their neighbours (a batched `dot_general` would put the members first and transpose
+    around every vector-field evaluation)."""
+    A = A if A.ndim == 3 else A[..., None]
+    B = B if B.ndim == 3 else B[..., None]
+    k = A.shape[1]
+    if k > SMALL_CONTRACTION:
+        return jnp.einsum("ikb,kjb->ijb", A, B)
+    out = A[:, 0:1] * B[0:1]
+    for i in range(1, k):
+        out = out + A[:, i : i + 1] * B[i : i + 1]
+    return out
+
+
+def _rows_grad(member_model, params, Sxx, Sxy):
+    """The MSE gradient of a batch of `SingleNeuron` or `TwoLayerLinear` members from the data
+    moments, written on leaves with the members' axis trailing (`a (N,)`, `w (d, N)`;
+    `W1 (h, d, N)`, `W2 (o, h, N)`): ∇_B L = B·Sxx − Sxyᵀ pulled back through B = a·wᵀ or
+    B = W₂W₁ by hand, as in `_make_grad`. `None` for any other model (or when a parameter is
+    frozen): the stacked solve then vmaps the member gradient instead."""
+    from ._models import SingleNeuron, TwoLayerLinear
+
+    kind = type(member_model)
+    if kind is SingleNeuron and params.a is not None and params.w is not None:
+
+        def grad(tree):
+            a, w = tree.a, tree.w  # (N,), (d, N)
+            G = _rows_matmul((a * w)[None], Sxx)[0] - Sxy[:, 0:1]  # (d, N)
+            ga = w[0] * G[0]
+            for i in range(1, w.shape[0]):
+                ga = ga + w[i] * G[i]
+            return eqx.tree_at(lambda t: (t.a, t.w), tree, (ga, a * G))
+
+        return grad
+    if kind is TwoLayerLinear and params.W1 is not None and params.W2 is not None:
+
+        def grad(tree):
+            W1, W2 = tree.W1, tree.W2  # (h, d, N), (o, h, N)
+            G = _rows_matmul(_rows_matmul(W2, W1), Sxx) - Sxy.T[..., None]  # (o, d, N)
+            gW1 = _rows_matmul(jnp.swapaxes(W2, 0, 1), G)  # W2ᵀG, (h, d, N)
+            gW2 = _rows_matmul(G, jnp.swapaxes(W1, 0, 1))  # G W1ᵀ, (o, h, N)
+            return eqx.tree_at(lambda t: (t.W1, t.W2), tree, (gW1, gW2))
+
+        return grad
+    return None
+
+
 def _make_grad(static, X, Y2, loss, model, L):
     """Return `∇L(params)`. For the MSE of a model linear in its input the gradient is the
     pullback of ∇_B L = B·Sxx − Sxyᵀ through the linear map B(θ) (one vjp of `linear_map`,
@@ -599,11 +654,17 @@ def gradient_flow(
         # B members along the contiguous axis. The solver's stage algebra, error norm and
         # saving then act on one array (not once per leaf), and every elementwise operation
         # runs over long contiguous rows.
-        y0, args, to_tree, member_flat_vf = _flat_state(params, lr_tree, lr_batched, member_vf)
+        rows_grad = None
+        if loss == "mse" and is_linear_in_input(member_model):
+            Sxx, Sxy, _ = _moments(X, Y2)
+            rows_grad = _rows_grad(member_model, params, 0.5 * (Sxx + Sxx.T), Sxy)
+        y0, args, to_tree, member_flat_vf = _flat_state(
+            params, lr_tree, lr_batched, member_vf, rows_grad
+        )
         batch_loss = jax.vmap(L)
 
         def flat_vf(t, y, args):
-            return args * jax.vmap(member_flat_vf, in_axes=1, out_axes=1)(y)
+            return args * member_flat_vf(y)
 
         vf = flat_vf
     elif batch:
@@ -718,11 +779,13 @@ def _flat_layout_ok(params) -> bool:
     return len({leaf.dtype for leaf in leaves}) == 1
 
 
-def _flat_state(params, lr_tree, lr_batched, member_vf):
+def _flat_state(params, lr_tree, lr_batched, member_vf, rows_grad=None):
     """The stacked solve's contiguous state: `(y0 (P, B), eta (P, B) or (P, 1), to_tree,
     member_flat_vf)`, where `to_tree` maps a `(P, B)` state back to the params pytree with
-    leading batch axis, and `member_flat_vf(z (P,))` is the vector field of one member at unit
-    learning rate, flattened (the learning rates multiply it as the `(P, ·)` array `eta`)."""
+    leading batch axis, and `member_flat_vf(y (P, B))` is the members' vector field at unit
+    learning rate on the contiguous state (the learning rates multiply it as the `(P, ·)`
+    array `eta`). `rows_grad` (from `_rows_grad`), when given, is the members' gradient on
+    leaves with a trailing member axis, used instead of vmapping `member_vf`."""
     member0 = jax.tree_util.tree_map(lambda x: x[0], params)
     _, unravel = ravel_pytree(member0)
 
@@ -743,8 +806,33 @@ def _flat_state(params, lr_tree, lr_batched, member_vf):
     eta = eta.astype(y0.dtype)
     ones = jax.tree_util.tree_map(lambda p: jnp.ones((), p.dtype), member0)
 
-    def member_flat_vf(z):
-        return ravel(member_vf(unravel(z), ones))
+    leaves0, treedef = jax.tree_util.tree_flatten(member0)
+    shapes = [leaf.shape for leaf in leaves0]
+    sizes = [int(np.prod(sh)) for sh in shapes]
+    offsets = np.cumsum([0] + sizes)
+
+    def member_rows(tree):
+        return member_vf(tree, ones)
+
+    # The members' batch axis stays the trailing (contiguous) axis through the vector field:
+    # leaf k of the state is the row block y[o_k:o_k+s_k] viewed as (*shape_k, B), and the
+    # member's field is vmapped over that trailing axis, so XLA sees elementwise rows and no
+    # (B, P) <-> (P, B) transposes around every evaluation.
+    if rows_grad is None:
+        batched_rows = jax.vmap(member_rows, in_axes=-1, out_axes=-1)
+    else:
+        batched_rows = lambda tree: jax.tree_util.tree_map(jnp.negative, rows_grad(tree))  # noqa: E731
+
+    def member_flat_vf(y):
+        B = y.shape[-1]
+        tree = treedef.unflatten(
+            [
+                y[o : o + n].reshape(sh + (B,))
+                for o, n, sh in zip(offsets[:-1], sizes, shapes, strict=True)
+            ]
+        )
+        out = jax.tree_util.tree_leaves(batched_rows(tree))
+        return jnp.concatenate([leaf.reshape(-1, B) for leaf in out], axis=0)
 
     def to_tree(z):
         return jax.vmap(unravel, in_axes=1)(z)
