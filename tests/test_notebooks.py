@@ -35,7 +35,18 @@ def _kernel_spec_for_this_python(tmp_path) -> tuple[str, dict]:
     return "jaxdyn-test", {"kernel_spec_manager": ksm}
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+#: Notebooks run only in the full suite (`-m slow` included): lazy_to_rich takes ≈ 85 s.
+SLOW_NOTEBOOKS = {"lazy_to_rich.ipynb"}
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        pytest.param(p, marks=pytest.mark.slow) if p.name in SLOW_NOTEBOOKS else p
+        for p in NOTEBOOKS
+    ],
+    ids=[p.name for p in NOTEBOOKS],
+)
 def test_notebook_runs(path, tmp_path, monkeypatch):
     monkeypatch.setenv("MPLBACKEND", "Agg")
     nb = nbformat.read(path, as_version=4)

@@ -13,6 +13,7 @@ import sys
 import textwrap
 
 import numpy as np
+import pytest
 
 CODE = """
     import json, sys, numpy as np, jax
@@ -87,6 +88,7 @@ def test_single_neuron_stacked_is_bitwise_independent_of_chunks_devices_and_shar
     _assert_all_identical(out, variables)
 
 
+@pytest.mark.slow  # ≈ 130 s; the single-neuron variant above runs in CI
 def test_lambda_balanced_is_bitwise_independent_of_chunks_devices_and_shards():
     variables = ["loss", "exact_deviation"]
     grid = {"lam": np.linspace(-2, 2, 70).tolist(), "scale": [0.5], "seed": [0, 1]}

@@ -278,6 +278,7 @@ def _free_port():
         return s.getsockname()[1]
 
 
+@pytest.mark.slow  # ≈ 45 s (two processes); fake local devices are tested in CI
 def test_multi_process_jax_distributed_matches_single_process():
     """Two local CPU processes on JAX's distributed runtime (coordinator on 127.0.0.1) produce
     the same Dataset as one process; every process gets the whole result."""

@@ -17,7 +17,14 @@ def data(key, n=24, d=5, o=2):
     return jax.random.normal(kx, (n, d)), jax.random.normal(ky, (n, o))
 
 
-@pytest.mark.parametrize("kind", ["relu", "tanh", "linear-net"])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "relu",
+        pytest.param("tanh", marks=pytest.mark.slow),
+        pytest.param("linear-net", marks=pytest.mark.slow),
+    ],
+)
 def test_masked_width_matches_unpadded_net(kind):
     X, Y = data(jax.random.key(0))
     h, H = 3, 8
