@@ -814,10 +814,11 @@ def _flat_state(params, lr_tree, lr_batched, member_vf, rows_grad=None):
     def member_rows(tree):
         return member_vf(tree, ones)
 
-    # The members' batch axis stays the trailing (contiguous) axis through the vector field:
-    # leaf k of the state is the row block y[o_k:o_k+s_k] viewed as (*shape_k, B), and the
-    # member's field is vmapped over that trailing axis, so XLA sees elementwise rows and no
-    # (B, P) <-> (P, B) transposes around every evaluation.
+    # The members' batch axis stays the trailing (contiguous) axis into the vector field:
+    # leaf k of the state is the row block y[o_k:o_k+s_k] viewed as (*shape_k, B). With a
+    # hand-written `rows_grad` (SingleNeuron, TwoLayerLinear) the whole field is elementwise
+    # along that axis; otherwise the member's field is vmapped over it, and XLA may still
+    # insert batched dots and transposes inside it.
     if rows_grad is None:
         batched_rows = jax.vmap(member_rows, in_axes=-1, out_axes=-1)
     else:

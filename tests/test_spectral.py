@@ -122,7 +122,7 @@ def test_loglog_slope():
 
 def test_experiment_structure(tmp_path):
     """A tiny sweep: the Dataset's variables, dims and coordinates, the slopes, the plot."""
-    exp = spectral.make(
+    tiny = dict(
         widths=(16, 32),
         hidden_layers=1,
         d_in=8,
@@ -131,6 +131,7 @@ def test_experiment_structure(tmp_path):
         iterations=None,
         slope_min_width=0,
     )
+    exp = spectral.make(**tiny)
     ds = jd.sweep(exp, {"seed": [0]}, progress=False)
     assert list(ds["parametrization"].values) == ["sp", "ntk", "mup", "spectral"]
     assert list(ds["width"].values) == [16, 32] and list(ds["layer"].values) == [1, 2]
@@ -142,16 +143,7 @@ def test_experiment_structure(tmp_path):
         assert np.allclose(med.values, ds[f"{v}_slope"].values[:, 0], atol=1e-12)  # one seed
     assert int(ds["status"].values.max()) == 0
     # μP at its base width is SP: identical columns at width = base_width (here 16).
-    exp16 = spectral.make(
-        widths=(16, 32),
-        hidden_layers=1,
-        d_in=8,
-        d_out=2,
-        batch=4,
-        base_width=16,
-        iterations=None,
-        slope_min_width=0,
-    )
+    exp16 = spectral.make(**tiny, base_width=16)
     ds16 = jd.sweep(exp16, {"seed": [0]}, progress=False)
     a = ds16["feature_update"].sel(width=16)
     assert np.array_equal(a.sel(parametrization="mup").values, a.sel(parametrization="sp").values)
