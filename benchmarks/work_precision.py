@@ -2,6 +2,7 @@
 
     python benchmarks/work_precision.py [--sizes 1000,10000,100000] [--tols 1e-5,1e-7,1e-9,1e-11]
         [--problems single_neuron,lambda_balanced] [--png work_precision.png] [--tiny]
+        [--host-devices N]
 
 The standard way ODE software is compared: every method solves the same batch of problems at
 several tolerances (rtol = atol = tol); for each run we record the wall time and the achieved
@@ -24,6 +25,11 @@ Methods (each at every tolerance):
 - `jaxdyn_stacked[S]`: `jd.gradient_flow(models, data, ts, batch="stacked", solver=S)`;
   S ∈ {Tsit5, Dopri8}; one stacked ODE with max-norm error control.
 - `jaxdyn_vmap[S]`: the same with `batch="vmap"` (per-member adaptive steps).
+- `jaxdyn_sharded[S]`: only with more than one local device (`--host-devices N` makes N XLA
+  CPU devices, one per core): the members split evenly over the devices with `jax.shard_map`,
+  each device one stacked solve of its members (its own step sizes) -- what `jd.sweep` does
+  with a chunk. The other jax methods run on the first device only; numpy/scipy is
+  single-threaded (OpenBLAS pinned to one thread) -- so this row uses cores the others do not.
 - `diffrax_vmap[S]`: a hand-written `jax.jit(jax.vmap(diffrax.diffeqsolve))` with the loss written
   on the data and `jax.grad` (what a JAX user writes without jaxdyn; Diffrax's default RMS norm).
 - `scipy_stacked[M]`: ONE `scipy.integrate.solve_ivp` over all members, right-hand side
@@ -56,6 +62,23 @@ _FLAG = "--xla_cpu_enable_concurrency_optimized_scheduler=false"
 if "concurrency_optimized_scheduler" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _FLAG).strip()
 
+
+def _host_devices(argv: list[str]) -> int:
+    """`--host-devices N` must act before JAX starts (it sets an XLA flag)."""
+    for i, a in enumerate(argv):
+        v = a.split("=", 1)[1] if a.startswith("--host-devices=") else None
+        if a == "--host-devices" and i + 1 < len(argv):
+            v = argv[i + 1]
+        if v is not None:
+            return int(v) if v.isdigit() else 0
+    return 1
+
+
+if __name__ == "__main__" and _host_devices(sys.argv[1:]) > 1:
+    os.environ["XLA_FLAGS"] += (
+        f" --xla_force_host_platform_device_count={_host_devices(sys.argv[1:])}"
+    )
+
 import jax  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
@@ -79,6 +102,7 @@ SCIPY = ("RK45", "DOP853")
 FAMILIES = {
     "jaxdyn_stacked": "jaxdyn stacked",
     "jaxdyn_vmap": "jaxdyn vmap",
+    "jaxdyn_sharded": "jaxdyn stacked, sharded over devices",
     "diffrax_vmap": "hand-written vmap(diffeqsolve)",
     "scipy_stacked": "one stacked scipy solve_ivp",
     "scipy_loop": "loop of scipy solve_ivp (extrapolated)",
@@ -278,6 +302,54 @@ def run_jaxdyn(P, tol, solver, mode, repeat):
     return r, P["error"](P["from_models"](model)), extra
 
 
+def run_jaxdyn_sharded(P, tol, solver, repeat):
+    """The members split over all local devices, one stacked solve per device (`shard_map`)."""
+    from jax.sharding import NamedSharding, PartitionSpec as Spec
+
+    data, ts = P["data"], jnp.asarray(P["ts"])
+    s = SOLVERS[solver]()
+    mesh = jax.make_mesh((jax.device_count(),), ("members",))
+    d_models, s_models = eqx.partition(P["models"], eqx.is_array)
+    d_lr, s_lr = eqx.partition(P["lr"], eqx.is_array)
+
+    def build():
+        def shard(dm, dl, tol):
+            traj = jd.gradient_flow(
+                eqx.combine(dm, s_models),
+                data,
+                ts,
+                lr=eqx.combine(dl, s_lr),
+                solver=s,
+                rtol=tol,
+                atol=tol,
+                batch="stacked",
+            )
+            return eqx.filter(traj.model, eqx.is_array), traj.status, traj.stats["num_steps"]
+
+        specs = lambda t: jax.tree_util.tree_map(lambda _: Spec("members"), t)  # noqa: E731
+        return jax.jit(
+            jax.shard_map(
+                shard,
+                mesh=mesh,
+                in_specs=(specs(d_models), specs(d_lr), Spec()),
+                out_specs=Spec("members"),
+                check_vma=False,
+            )
+        )
+
+    flow = _cached(P, ("jaxdyn_sharded", solver), build)
+    put = lambda t: jax.device_put(t, NamedSharding(mesh, Spec("members")))  # noqa: E731
+    dm, dl, tol_j = put(d_models), put(d_lr), jnp.asarray(tol)
+    r = timeit(lambda: flow(dm, dl, tol_j), repeat=repeat)
+    model, status, steps = r.pop("result")
+    extra = {
+        "all_successful": bool(np.all(np.asarray(status) == 0)),
+        "steps": int(np.max(np.asarray(steps))),
+        "devices": jax.device_count(),
+    }
+    return r, P["error"](P["from_models"](eqx.combine(model, s_models))), extra
+
+
 def run_diffrax_vmap(P, tol, solver, repeat):
     """What a JAX user writes: jax.vmap over members of diffrax.diffeqsolve on -∇L."""
     data, ts = P["data"], jnp.asarray(P["ts"])
@@ -379,6 +451,8 @@ def measure(P, args, out):
         runs = []
         for solver in args.solvers:
             runs.append(("jaxdyn_stacked", solver, run_jaxdyn, (P, tol, solver, "stacked", rep)))
+            if jax.device_count() > 1 and N % jax.device_count() == 0:
+                runs.append(("jaxdyn_sharded", solver, run_jaxdyn_sharded, (P, tol, solver, rep)))
             if N <= args.max_vmap:
                 runs.append(("jaxdyn_vmap", solver, run_jaxdyn, (P, tol, solver, "vmap", rep)))
                 runs.append(("diffrax_vmap", solver, run_diffrax_vmap, (P, tol, solver, rep)))
@@ -415,6 +489,9 @@ def ratios_record(P, recs, targets):
             (q["max_err"], q["time_s"])
         )
     table = equal_accuracy(curves, "jaxdyn_stacked", targets)
+    sharded = (
+        equal_accuracy(curves, "jaxdyn_sharded", targets) if "jaxdyn_sharded" in curves else None
+    )
     return {
         "bench": BENCH,
         "method": "ratios",
@@ -423,6 +500,8 @@ def ratios_record(P, recs, targets):
         "basis": "time(baseline)/time(jaxdyn stacked) at equal worst-member error; log-log "
         "linear interpolation, no extrapolation; family = fastest member at that error",
         "ratios": table,
+        # the same against the members sharded over the devices (None: one device)
+        "ratios_vs_sharded": sharded,
         "load_avg_end": os.getloadavg(),
     }
 
@@ -479,9 +558,22 @@ def main(argv=None) -> int:
     p.add_argument("--scipy", default="RK45,DOP853", help="scipy methods")
     p.add_argument("--png", default="work_precision.png", help="the work–precision diagram")
     p.add_argument(
+        "--host-devices",
+        type=int,
+        default=1,
+        help="XLA CPU devices (set before JAX starts); > 1 adds the jaxdyn_sharded rows",
+    )
+    p.add_argument(
         "--tiny", action="store_true", help="smoke test: 16 members, 2 tolerances, Dopri8/RK45"
     )
     args = p.parse_args(argv)
+    if args.host_devices < 1:
+        p.error("--host-devices must be a positive integer")
+    if args.host_devices > 1 and args.host_devices != jax.device_count():
+        p.error(
+            f"--host-devices {args.host_devices}: JAX already started with "
+            f"{jax.device_count()} device(s) (run this file as a script)"
+        )
     if args.tiny:
         args.sizes, args.tols, args.loop_subset, args.repeat = "16", "1e-6,1e-9", 2, 1
         args.solvers, args.scipy = "Dopri8", "RK45"
@@ -537,11 +629,13 @@ def main(argv=None) -> int:
                 out,
             )
             print("* loop timed on a subset, time extrapolated to all members", file=out)
-            for fam, by_e in rr["ratios"].items():
-                cells = ", ".join(f"{e}: {v:.1f}x" for e, v in by_e.items() if v is not None)
-                print(
-                    f"  {fam} / jaxdyn_stacked at equal error: {cells or '(no overlap)'}", file=out
-                )
+            for ref, key in (
+                ("jaxdyn_stacked", "ratios"),
+                ("jaxdyn_sharded", "ratios_vs_sharded"),
+            ):
+                for fam, by_e in (rr[key] or {}).items():
+                    cells = ", ".join(f"{e}: {v:.1f}x" for e, v in by_e.items() if v is not None)
+                    print(f"  {fam} / {ref} at equal error: {cells or '(no overlap)'}", file=out)
     plot(all_recs, args.png)
     print(f"work–precision diagram: {args.png}", file=out)
     return 0

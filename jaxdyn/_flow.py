@@ -10,7 +10,7 @@ continuous-time limit).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import diffrax
 import equinox as eqx
@@ -157,37 +157,71 @@ def _rows_matmul(A, B):
     return out
 
 
+def _rows_kind(member_model, params) -> str | None:
+    """`"single_neuron"` / `"two_layer_linear"` when the stacked solve has hand-written rows
+    formulas for the model (all of its parameters trained), else `None`."""
+    from ._models import SingleNeuron, TwoLayerLinear
+
+    kind = type(member_model)
+    if kind is SingleNeuron and params.a is not None and params.w is not None:
+        return "single_neuron"
+    if kind is TwoLayerLinear and params.W1 is not None and params.W2 is not None:
+        return "two_layer_linear"
+    return None
+
+
+def _rows_linear_map(kind, tree):
+    """The members' linear maps `B (o, d, N)` from leaves with a trailing member axis."""
+    if kind == "single_neuron":
+        return (tree.a * tree.w)[None]
+    return _rows_matmul(tree.W2, tree.W1)
+
+
 def _rows_grad(member_model, params, Sxx, Sxy):
     """The MSE gradient of a batch of `SingleNeuron` or `TwoLayerLinear` members from the data
     moments, written on leaves with the members' axis trailing (`a (N,)`, `w (d, N)`;
     `W1 (h, d, N)`, `W2 (o, h, N)`): ∇_B L = B·Sxx − Sxyᵀ pulled back through B = a·wᵀ or
     B = W₂W₁ by hand, as in `_make_grad`. `None` for any other model (or when a parameter is
     frozen): the stacked solve then vmaps the member gradient instead."""
-    from ._models import SingleNeuron, TwoLayerLinear
-
-    kind = type(member_model)
-    if kind is SingleNeuron and params.a is not None and params.w is not None:
+    kind = _rows_kind(member_model, params)
+    if kind == "single_neuron":
 
         def grad(tree):
             a, w = tree.a, tree.w  # (N,), (d, N)
-            G = _rows_matmul((a * w)[None], Sxx)[0] - Sxy[:, 0:1]  # (d, N)
+            G = _rows_matmul(_rows_linear_map(kind, tree), Sxx)[0] - Sxy[:, 0:1]  # (d, N)
             ga = w[0] * G[0]
             for i in range(1, w.shape[0]):
                 ga = ga + w[i] * G[i]
             return eqx.tree_at(lambda t: (t.a, t.w), tree, (ga, a * G))
 
         return grad
-    if kind is TwoLayerLinear and params.W1 is not None and params.W2 is not None:
+    if kind == "two_layer_linear":
 
         def grad(tree):
             W1, W2 = tree.W1, tree.W2  # (h, d, N), (o, h, N)
-            G = _rows_matmul(_rows_matmul(W2, W1), Sxx) - Sxy.T[..., None]  # (o, d, N)
+            G = _rows_matmul(_rows_linear_map(kind, tree), Sxx) - Sxy.T[..., None]  # (o, d, N)
             gW1 = _rows_matmul(jnp.swapaxes(W2, 0, 1), G)  # W2ᵀG, (h, d, N)
             gW2 = _rows_matmul(G, jnp.swapaxes(W1, 0, 1))  # G W1ᵀ, (o, h, N)
             return eqx.tree_at(lambda t: (t.W1, t.W2), tree, (gW1, gW2))
 
         return grad
     return None
+
+
+def _rows_loss(member_model, params, Sxx, Sxy, syy):
+    """The MSE of a batch of members on leaves with a trailing member axis, from the data
+    moments: L = ½ tr(B Sxx Bᵀ) − tr(B Sxy) + ½ syy per member (as `_mse_from_moments`),
+    elementwise along that axis. `None` where `_rows_grad` is `None`."""
+    kind = _rows_kind(member_model, params)
+    if kind is None:
+        return None
+
+    def loss(tree):
+        B = _rows_linear_map(kind, tree)  # (o, d, N)
+        quad = jnp.sum(_rows_matmul(B, Sxx) * B, axis=(0, 1))
+        return 0.5 * quad - jnp.sum(B * Sxy.T[..., None], axis=(0, 1)) + 0.5 * syy
+
+    return loss
 
 
 def _make_grad(static, X, Y2, loss, model, L):
@@ -648,7 +682,7 @@ def gradient_flow(
         g = grad_L(p)
         return jax.tree_util.tree_map(lambda gi, ei: -(ei * gi).astype(gi.dtype), g, eta)
 
-    y0, args, to_tree = params, lr_tree, None
+    y0, args, flat, rows_loss = params, lr_tree, None, None
     if batch and _flat_layout_ok(params):
         # One contiguous state array (P, B): the P parameters of a member down the rows, the
         # B members along the contiguous axis. The solver's stage algebra, error norm and
@@ -656,11 +690,13 @@ def gradient_flow(
         # runs over long contiguous rows.
         rows_grad = None
         if loss == "mse" and is_linear_in_input(member_model):
-            Sxx, Sxy, _ = _moments(X, Y2)
-            rows_grad = _rows_grad(member_model, params, 0.5 * (Sxx + Sxx.T), Sxy)
-        y0, args, to_tree, member_flat_vf = _flat_state(
-            params, lr_tree, lr_batched, member_vf, rows_grad
-        )
+            Sxx, Sxy, syy = _moments(X, Y2)
+            Sxx = 0.5 * (Sxx + Sxx.T)
+            rows_grad = _rows_grad(member_model, params, Sxx, Sxy)
+            rows_loss = _rows_loss(member_model, params, Sxx, Sxy, syy)
+        flat = _flat_state(params, lr_tree, lr_batched, member_vf, rows_grad)
+        y0, args = flat.y0, flat.eta
+        member_flat_vf = flat.member_flat_vf
         batch_loss = jax.vmap(L)
 
         def flat_vf(t, y, args):
@@ -687,7 +723,12 @@ def gradient_flow(
         # the stop_at_loss event of a stacked solve fires when the worst member hits it
         if batch_loss is None:
             return L(y)
-        return jnp.max(batch_loss(y if to_tree is None else to_tree(y)))
+        if flat is None:
+            return jnp.max(batch_loss(y))
+        if rows_loss is not None:
+            return jnp.max(rows_loss(flat.rows_tree(y)))
+        members = jax.tree_util.tree_map(lambda x: x[:, 0], flat.to_batched(y[None]))
+        return jnp.max(batch_loss(members))
 
     if use_floor:
         floor = (ts[-1] - ts[0]) / FLOOR_STEPS if dtmin is None else jnp.asarray(dtmin, dtype)
@@ -743,16 +784,27 @@ def gradient_flow(
         return jnp.where(mask, y, held)
 
     ys = jax.tree_util.tree_map(fill, sol.ys)
-    if to_tree is not None:
-        ys = jax.vmap(to_tree)(ys)  # (T, P, B) -> the params pytree, leaves (T, B, ...)
-
     if batch:
-        # (T, B, ...) -> (B, T, ...)
-        ys = jax.tree_util.tree_map(lambda y: jnp.swapaxes(y, 0, 1), ys)
-        loss_t = jax.vmap(jax.vmap(L))(ys)
+        if flat is not None:
+            # (T, P, B): the loss and the finiteness check on the contiguous layout, then one
+            # transpose to the params pytree with leaves (B, T, ...)
+            if rows_loss is not None:
+                loss_t = jax.vmap(lambda y: rows_loss(flat.rows_tree(y)))(ys).T  # (B, T)
+            else:
+                loss_t = None
+            finite = jnp.all(jnp.isfinite(ys), axis=(0, 1))  # (B,)
+            ys = flat.to_batched(ys)
+            if loss_t is None:
+                loss_t = jax.vmap(jax.vmap(L))(ys)
+        else:
+            # (T, B, ...) -> (B, T, ...)
+            ys = jax.tree_util.tree_map(lambda y: jnp.swapaxes(y, 0, 1), ys)
+            loss_t = jax.vmap(jax.vmap(L))(ys)
+            finite = jax.vmap(_all_finite)(ys)
         B = loss_t.shape[0]
+        finite = finite & jnp.all(jnp.isfinite(loss_t), axis=1)
         result = jax.tree_util.tree_map(lambda r: jnp.broadcast_to(r, (B,)), result)
-        result = jax.vmap(_mark_nonfinite)(ys, loss_t, result)
+        result = jax.vmap(_mark_nonfinite)(finite, result)
         bcast = lambda x: jnp.broadcast_to(x, (B,) + jnp.shape(x))
         ts_out = bcast(ts)
         stats = _stats(sol, t_final, bcast)
@@ -760,7 +812,7 @@ def gradient_flow(
             stats.update(_floor_stats(sol, floor, bcast))
     else:
         loss_t = jax.vmap(L)(ys)
-        result = _mark_nonfinite(ys, loss_t, result)
+        result = _mark_nonfinite(_all_finite(ys) & jnp.all(jnp.isfinite(loss_t)), result)
         ts_out = ts
         stats = _stats(sol, t_final, lambda x: x)
         if use_floor:
@@ -779,15 +831,26 @@ def _flat_layout_ok(params) -> bool:
     return len({leaf.dtype for leaf in leaves}) == 1
 
 
-def _flat_state(params, lr_tree, lr_batched, member_vf, rows_grad=None):
-    """The stacked solve's contiguous state: `(y0 (P, B), eta (P, B) or (P, 1), to_tree,
-    member_flat_vf)`, where `to_tree` maps a `(P, B)` state back to the params pytree with
-    leading batch axis, and `member_flat_vf(y (P, B))` is the members' vector field at unit
-    learning rate on the contiguous state (the learning rates multiply it as the `(P, ·)`
-    array `eta`). `rows_grad` (from `_rows_grad`), when given, is the members' gradient on
-    leaves with a trailing member axis, used instead of vmapping `member_vf`."""
+class _FlatState(NamedTuple):
+    """The stacked solve's contiguous state (see `_flat_state`)."""
+
+    y0: Array  # (P, B)
+    eta: Array  # (P, B) or (P, 1)
+    rows_tree: Callable  # (..., P, B) -> params pytree, leaves (..., *shape, B)
+    to_batched: Callable  # (T, P, B) -> params pytree, leaves (B, T, *shape)
+    member_flat_vf: Callable  # (P, B) -> (P, B), unit learning rate
+
+
+def _flat_state(params, lr_tree, lr_batched, member_vf, rows_grad=None) -> _FlatState:
+    """The stacked solve's contiguous state: `y0 (P, B)` (the P parameters of a member down
+    the rows, the B members along the contiguous axis), the learning rates `eta` as a `(P, ·)`
+    array, `rows_tree` (a state, with any leading axes, viewed as the params pytree with the
+    members' axis trailing: leaf k is the row block `y[..., o_k:o_k+s_k, :]`), `to_batched`
+    (saved states `(T, P, B)` -> the params pytree with leaves `(B, T, *shape)`: one
+    transpose), and `member_flat_vf(y (P, B))`, the members' vector field at unit learning
+    rate. `rows_grad` (from `_rows_grad`), when given, is the members' gradient on leaves
+    with a trailing member axis, used instead of vmapping `member_vf`."""
     member0 = jax.tree_util.tree_map(lambda x: x[0], params)
-    _, unravel = ravel_pytree(member0)
 
     def ravel(tree):
         return ravel_pytree(tree)[0]
@@ -810,35 +873,38 @@ def _flat_state(params, lr_tree, lr_batched, member_vf, rows_grad=None):
     shapes = [leaf.shape for leaf in leaves0]
     sizes = [int(np.prod(sh)) for sh in shapes]
     offsets = np.cumsum([0] + sizes)
+    blocks = list(zip(offsets[:-1], sizes, shapes, strict=True))
+
+    def rows_tree(y):
+        lead, B = y.shape[:-2], y.shape[-1]
+        return treedef.unflatten(
+            [y[..., o : o + n, :].reshape(lead + sh + (B,)) for o, n, sh in blocks]
+        )
+
+    def to_batched(ys):
+        # one transpose per leaf, (T, n_k, B) -> (B, T, n_k): no (B, T, P) intermediate
+        T, B = ys.shape[0], ys.shape[-1]
+        return treedef.unflatten(
+            [jnp.moveaxis(ys[:, o : o + n], -1, 0).reshape((B, T) + sh) for o, n, sh in blocks]
+        )
 
     def member_rows(tree):
         return member_vf(tree, ones)
 
-    # The members' batch axis stays the trailing (contiguous) axis into the vector field:
-    # leaf k of the state is the row block y[o_k:o_k+s_k] viewed as (*shape_k, B). With a
-    # hand-written `rows_grad` (SingleNeuron, TwoLayerLinear) the whole field is elementwise
-    # along that axis; otherwise the member's field is vmapped over it, and XLA may still
-    # insert batched dots and transposes inside it.
+    # The members' batch axis stays the trailing (contiguous) axis into the vector field.
+    # With a hand-written `rows_grad` (SingleNeuron, TwoLayerLinear) the whole field is
+    # elementwise along that axis; otherwise the member's field is vmapped over it, and XLA
+    # may still insert batched dots and transposes inside it.
     if rows_grad is None:
         batched_rows = jax.vmap(member_rows, in_axes=-1, out_axes=-1)
     else:
         batched_rows = lambda tree: jax.tree_util.tree_map(jnp.negative, rows_grad(tree))  # noqa: E731
 
     def member_flat_vf(y):
-        B = y.shape[-1]
-        tree = treedef.unflatten(
-            [
-                y[o : o + n].reshape(sh + (B,))
-                for o, n, sh in zip(offsets[:-1], sizes, shapes, strict=True)
-            ]
-        )
-        out = jax.tree_util.tree_leaves(batched_rows(tree))
-        return jnp.concatenate([leaf.reshape(-1, B) for leaf in out], axis=0)
+        out = jax.tree_util.tree_leaves(batched_rows(rows_tree(y)))
+        return jnp.concatenate([leaf.reshape(-1, y.shape[-1]) for leaf in out], axis=0)
 
-    def to_tree(z):
-        return jax.vmap(unravel, in_axes=1)(z)
-
-    return y0, eta, to_tree, member_flat_vf
+    return _FlatState(y0, eta, rows_tree, to_batched, member_flat_vf)
 
 
 def _nonsmooth_solver() -> diffrax.AbstractSolver:
@@ -885,11 +951,15 @@ def _conserved_drift(traj_model, lr_tree):
     return jnp.nanmax(jnp.abs(q - q[..., :1, :]), axis=(-2, -1))
 
 
-def _mark_nonfinite(ys, loss_t, result):
-    """Mark an otherwise successful trajectory whose states or loss are not finite."""
-    finite = jnp.all(jnp.isfinite(loss_t))
-    for y in jax.tree_util.tree_leaves(ys):
+def _all_finite(tree) -> Array:
+    finite = jnp.asarray(True)
+    for y in jax.tree_util.tree_leaves(tree):
         finite = finite & jnp.all(jnp.isfinite(y))
+    return finite
+
+
+def _mark_nonfinite(finite, result):
+    """Mark an otherwise successful trajectory whose states or loss are not `finite`."""
     ok = (result == RESULTS.successful) | (result == RESULTS.event_occurred)
     return RESULTS.where(ok & ~finite, RESULTS.nonfinite, result)  # pyright: ignore[reportArgumentType]
 
@@ -970,7 +1040,7 @@ def gradient_descent(
     dtype = jnp.result_type(*jax.tree_util.tree_leaves(params))
     ts = jnp.arange(n_saves + 1, dtype=dtype) * save_every
     loss_t = jax.vmap(L)(ys)
-    result = _mark_nonfinite(ys, loss_t, RESULTS.successful)
+    result = _mark_nonfinite(_all_finite(ys) & jnp.all(jnp.isfinite(loss_t)), RESULTS.successful)
     stats = {
         "num_steps": jnp.asarray(n_saves * save_every),
         "num_accepted_steps": jnp.asarray(n_saves * save_every),

@@ -90,7 +90,8 @@ def test_relu_flow_quick():
 @pytest.fixture(scope="module")
 def work_precision(tmp_path_factory):
     png = tmp_path_factory.mktemp("wp") / "wp.png"
-    proc = _run("work_precision.py", "--tiny", "--png", str(png))
+    # two XLA CPU devices: the sharded rows run too
+    proc = _run("work_precision.py", "--tiny", "--host-devices", "2", "--png", str(png))
     assert proc.returncode == 0, proc.stderr[-4000:]
     records = [json.loads(line) for line in proc.stdout.splitlines()]
     return records, proc.stderr, png
@@ -104,18 +105,21 @@ def test_work_precision_records(work_precision):
     assert families == {
         "jaxdyn_stacked",
         "jaxdyn_vmap",
+        "jaxdyn_sharded",
         "diffrax_vmap",
         "scipy_stacked",
         "scipy_loop",
     }
+    assert records[0]["n_devices"] == 2
     assert {r["problem"] for r in runs} == {"single_neuron", "lambda_balanced"}
     for r in runs:
         assert r["time_s"] > 0 and r["max_err"] >= 0 and r["n_traj"] == 16
         assert r["tol"] in (1e-6, 1e-9)
     loops = [r for r in runs if r["family"] == "scipy_loop"]
     assert all(r["extrapolated"] and r["timed_members"] == 2 for r in loops)
-    stacked = [r for r in runs if r["family"] == "jaxdyn_stacked"]
+    stacked = [r for r in runs if r["family"] in ("jaxdyn_stacked", "jaxdyn_sharded")]
     assert all(r["all_successful"] for r in stacked)
+    assert all(r["devices"] == 2 for r in stacked if r["family"] == "jaxdyn_sharded")
     # max-norm control: the tight solve is accurate for every member
     assert all(r["max_err"] < 1e-6 for r in stacked if r["tol"] == 1e-9)
 
@@ -125,11 +129,14 @@ def test_work_precision_ratios_and_png(work_precision):
     ratios = [r for r in records if r["method"] == "ratios"]
     assert len(ratios) == 2
     for rr in ratios:
-        assert set(rr["ratios"]) == {"jaxdyn_vmap", "diffrax_vmap", "scipy_stacked", "scipy_loop"}
-        for row in rr["ratios"].values():
+        others = {"jaxdyn_vmap", "diffrax_vmap", "scipy_stacked", "scipy_loop"}
+        assert set(rr["ratios"]) == others | {"jaxdyn_sharded"}
+        assert set(rr["ratios_vs_sharded"]) == others | {"jaxdyn_stacked"}
+        for row in [*rr["ratios"].values(), *rr["ratios_vs_sharded"].values()]:
             assert all(v is None or v > 0 for v in row.values())
             assert all(k.startswith("1e-") for k in row)
     assert "at equal error" in stderr and "extrapolated" in stderr
+    assert "/ jaxdyn_sharded at equal error" in stderr
     assert png.stat().st_size > 10_000 and png.read_bytes()[:4] == b"\x89PNG"
 
 
@@ -160,6 +167,25 @@ def test_paper_grids_tiny():
     assert by["jaxdyn_flow"]["grid_s_extrapolated"] > 0 and by["jaxdyn_flow"]["timed_points"] == 1
     assert by["numpy_gd"]["step_s"] > 0 and by["ratios"]["gd_over_flow"] > 0
     assert "on a" in proc.stderr and "core CPU" in proc.stderr
+
+
+def test_paper_grids_lambda_tiny():
+    proc = _run("paper_grids.py", "--tiny", "--parts", "lambda")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    by = {r["method"]: r for r in map(json.loads, proc.stdout.splitlines())}
+    assert "jaxdyn_flow" not in by  # only the λ-balanced part
+    # the λ-balanced grid: every method's final-state error against the closed form
+    assert by["lambda_flow"]["all_successful"] and by["lambda_flow"]["max_rel_err"] < 1e-7
+    gd = by["lambda_numpy_gd"]
+    assert gd["timed_nets"] == 2 and gd["steps_per_net"] == 4000
+    # GD is a first-order discretisation of the flow: halving lr about halves its error
+    assert 0.8 < gd["observed_order"] < 1.2
+    assert gd["max_rel_err"] > by["lambda_flow"]["max_rel_err"]
+    assert gd["steps_for_flow_accuracy"] > gd["steps_per_net"]
+    # explicit Euler on the Riccati equation converges to the same closed form (first order)
+    assert by["lambda_numpy_riccati"]["max_rel_err"] < 0.1
+    assert by["lambda_ratios"]["gd_over_flow"] > 0
+    assert "Dominé et al." in proc.stderr
 
 
 @pytest.mark.slow
