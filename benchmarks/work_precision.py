@@ -46,7 +46,8 @@ scipy stacked = the faster of RK45/DOP853) costs the minimum over its members' i
 times. The ratio baseline/jaxdyn-stacked is printed at every target error (decades) that both
 families reach; `null` where the curves do not overlap.
 
-Timings: compile and warm-up excluded, best of `--repeat` (`time.perf_counter`). Output: one
+Timings: compile and warm-up excluded, best of `--repeat` for every method (`time.perf_counter`;
+the scipy loop, extrapolated, runs once). Output: one
 JSON line per measurement, one `ratios` line per (problem, size), a table on stderr, the PNG.
 """
 
@@ -447,7 +448,7 @@ def measure(P, args, out):
     all_idx = np.arange(N)
     recs = []
     for tol in args.tols:
-        rep, rep_sc = args.repeat, max(1, min(2, args.repeat))
+        rep = args.repeat  # the same best-of-`repeat` for every timed method (the loop: once)
         runs = []
         for solver in args.solvers:
             runs.append(("jaxdyn_stacked", solver, run_jaxdyn, (P, tol, solver, "stacked", rep)))
@@ -458,7 +459,7 @@ def measure(P, args, out):
                 runs.append(("diffrax_vmap", solver, run_diffrax_vmap, (P, tol, solver, rep)))
         for m in args.scipy:
             if N <= args.max_scipy_stacked:
-                runs.append(("scipy_stacked", m, run_scipy, (P, tol, m, all_idx, rep_sc)))
+                runs.append(("scipy_stacked", m, run_scipy, (P, tol, m, all_idx, rep)))
             runs.append(("scipy_loop", m, run_scipy_loop, (P, tol, m, loop_idx, 1)))
         for family, solver, fn, fargs in runs:
             r, err, extra = fn(*fargs)
@@ -509,7 +510,7 @@ def ratios_record(P, recs, targets):
 def plot(all_recs, path):
     plt = jd.plot.pyplot()
     keys = sorted({(q["problem"], q["n_traj"]) for q in all_recs})
-    fig, axs = plt.subplots(1, len(keys), figsize=(5.2 * len(keys), 4.4), squeeze=False)
+    fig, axs = plt.subplots(1, len(keys), figsize=(5.6 * len(keys), 5.4), squeeze=False)
     colors = dict(zip(FAMILIES, plt.get_cmap("tab10")(np.arange(len(FAMILIES))), strict=True))
     marks = {"Tsit5": "o-", "Dopri8": "s-", "RK45": "^--", "DOP853": "v--"}
     for ax, (prob, N) in zip(axs[0], keys, strict=True):
@@ -538,9 +539,11 @@ def plot(all_recs, path):
         ax.set_title(f"{prob}, {N} members")
         ax.invert_xaxis()
         ax.grid(True, which="both", alpha=0.3)
-    axs[0][0].legend(fontsize=6)
+    handles, labels = axs[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=7, loc="lower center", ncol=4, frameon=False)
     fig.suptitle("Work–precision (lower right = faster and more accurate; float64, CPU)")
-    fig.tight_layout()
+    rows = -(-len(labels) // 4)
+    fig.tight_layout(rect=(0.0, 0.035 * rows + 0.02, 1.0, 1.0))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
