@@ -27,10 +27,34 @@ __all__ = [
     "machine_info",
     "peak_rss_tracker",
     "print_ratios",
+    "lambda_balanced_models",
     "print_table",
     "rate_record",
     "timeit",
 ]
+
+
+def lambda_balanced_models(lam, scale, seed, Syx, d: int):
+    """Square d → d → d λ-balanced nets (`jd.init.lambda_balanced`, key = `seed`) with the first
+    layer reflected so sign det W2W1(0) = sign det Σ̃yx (`jd.init.match_det_sign`), as the
+    `lambda-balanced` experiment builds them; one jitted vmap over the 1-D arrays `lam`,
+    `scale`, `seed`."""
+    import jax
+    import jax.numpy as jnp
+
+    import jaxdyn as jd
+
+    Syx = jnp.asarray(Syx)
+
+    @jax.jit
+    def build(lam, scale, seed):
+        def one(l, s, k):
+            m = jd.init.lambda_balanced(jax.random.key(k), d, d, d, l, s)
+            return jd.init.match_det_sign(m, Syx, jnp.asarray(True))
+
+        return jax.vmap(one)(lam, scale, seed)
+
+    return build(jnp.asarray(lam), jnp.asarray(scale), jnp.asarray(seed))
 
 
 def block(x: Any) -> Any:

@@ -48,9 +48,9 @@ import numpy as np  # noqa: E402
 import jaxdyn as jd  # noqa: E402
 
 try:
-    from ._common import emit, machine_info, timeit
+    from ._common import emit, lambda_balanced_models, machine_info, timeit
 except ImportError:  # run as a script: benchmarks/ is on sys.path
-    from _common import emit, machine_info, timeit
+    from _common import emit, lambda_balanced_models, machine_info, timeit
 
 BENCH = "linear_exact"
 DEV_LIMIT = 1e-6
@@ -68,15 +68,7 @@ def make_problem(n_lam: int, n_scale: int, n_seed: int, n_t: int, t_max: float, 
         )
     )
 
-    @jax.jit
-    def build(lam, scale, seed):
-        def one(l, s, k):
-            m = jd.init.lambda_balanced(jax.random.key(k), d, d, d, l, s)
-            return jd.init.match_det_sign(m, jnp.asarray(Syx), jnp.asarray(True))
-
-        return jax.vmap(one)(lam, scale, seed)
-
-    models = build(jnp.asarray(lam), jnp.asarray(scale), jnp.asarray(seed))
+    models = lambda_balanced_models(lam, scale, seed, Syx, d)
     return {
         "data": (jnp.asarray(X), jnp.asarray(Y)),
         "ts": jnp.linspace(0.0, t_max, n_t),

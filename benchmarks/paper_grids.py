@@ -73,9 +73,9 @@ import numpy as np  # noqa: E402
 import jaxdyn as jd  # noqa: E402
 
 try:
-    from ._common import emit, machine_info
+    from ._common import emit, lambda_balanced_models, machine_info
 except ImportError:  # run as a script: benchmarks/ is on sys.path
-    from _common import emit, machine_info
+    from _common import emit, lambda_balanced_models, machine_info
 
 BENCH = "paper_grids"
 GD_STEPS_PAPER = 10**6
@@ -110,8 +110,8 @@ LAMBDA_LR = 0.01
 
 
 def _lambda_grid(n_lam: int, n_scale: int):
-    d = o = h = 4
-    X, Y, Syx = jd.data.whitened_task(8, d, o, np.geomspace(2.0, 0.2, d), 0)
+    d = 4
+    X, Y, Syx = jd.data.whitened_task(8, d, d, np.geomspace(2.0, 0.2, d), 0)
     lam, scale = (
         g.ravel()
         for g in np.meshgrid(
@@ -119,15 +119,7 @@ def _lambda_grid(n_lam: int, n_scale: int):
         )
     )
 
-    @jax.jit
-    def build(lam, scale):
-        def one(l, s):
-            m = jd.init.lambda_balanced(jax.random.key(0), d, h, o, l, s)
-            return jd.init.match_det_sign(m, jnp.asarray(Syx), jnp.asarray(True))
-
-        return jax.vmap(one)(lam, scale)
-
-    return X, Y, lam, build(jnp.asarray(lam), jnp.asarray(scale))
+    return X, Y, lam, lambda_balanced_models(lam, scale, np.zeros(lam.size, int), Syx, d)
 
 
 def _numpy_gd_product(W1, W2, X, Y, lr, steps, every):

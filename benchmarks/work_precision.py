@@ -93,9 +93,23 @@ from scipy.integrate import solve_ivp  # noqa: E402
 import jaxdyn as jd  # noqa: E402
 
 try:
-    from ._common import emit, equal_accuracy, machine_info, print_table, timeit
+    from ._common import (
+        emit,
+        equal_accuracy,
+        lambda_balanced_models,
+        machine_info,
+        print_table,
+        timeit,
+    )
 except ImportError:  # run as a script: benchmarks/ is on sys.path
-    from _common import emit, equal_accuracy, machine_info, print_table, timeit
+    from _common import (
+        emit,
+        equal_accuracy,
+        lambda_balanced_models,
+        machine_info,
+        print_table,
+        timeit,
+    )
 
 BENCH = "work_precision"
 SOLVERS = {"Tsit5": diffrax.Tsit5, "Dopri8": diffrax.Dopri8}
@@ -196,15 +210,7 @@ def lambda_balanced_problem(N: int, seed: int = 0) -> dict:
         )
     )
 
-    @jax.jit
-    def build(lam, scale, k):
-        def one(l, s, k):
-            m = jd.init.lambda_balanced(jax.random.key(k), d, d, d, l, s)
-            return jd.init.match_det_sign(m, jnp.asarray(Syx), jnp.asarray(True))
-
-        return jax.vmap(one)(lam, scale, k)
-
-    models = build(jnp.asarray(lam), jnp.asarray(scale), jnp.asarray(keys))
+    models = lambda_balanced_models(lam, scale, keys, Syx, d)
     ts = np.linspace(0.0, 10.0, 20)
     Xj, Yj = jnp.asarray(X), jnp.asarray(Y)
     exact = jax.jit(jax.vmap(lambda W1, W2: jd.exact.lambda_balanced(W1, W2, Xj, Yj, ts).product))
@@ -281,51 +287,51 @@ def _cached(P, key, build):
     return cache[key]
 
 
-def run_jaxdyn(P, tol, solver, mode, repeat):
+def _flow_fn(P, solver, mode):
+    """`(models, lr, tol) -> (model trajectory, status, num_steps)`: the call every jaxdyn row
+    times (`jd.gradient_flow` on the problem's data and save times)."""
     data, ts = P["data"], jnp.asarray(P["ts"])
     s = SOLVERS[solver]()
 
-    def build():
-        @eqx.filter_jit
-        def flow(m, lr, tol):
-            traj = jd.gradient_flow(m, data, ts, lr=lr, solver=s, rtol=tol, atol=tol, batch=mode)
-            return traj.model, traj.status, traj.stats["num_steps"]
+    def flow(m, lr, tol):
+        traj = jd.gradient_flow(m, data, ts, lr=lr, solver=s, rtol=tol, atol=tol, batch=mode)
+        return traj.model, traj.status, traj.stats["num_steps"]
 
-        return flow
+    return flow
 
-    flow = _cached(P, ("jaxdyn", mode, solver), build)
+
+def _jaxdyn_summary(P, model, status, steps, per_member_steps: bool):
+    """The worst-member error and the `all_successful` / `steps` fields of a jaxdyn row."""
+    steps = np.asarray(steps)
+    extra = {
+        "all_successful": bool(np.all(np.asarray(status) == 0)),
+        "steps": float(np.mean(steps)) if per_member_steps else int(steps.max()),
+    }
+    return P["error"](P["from_models"](model)), extra
+
+
+def run_jaxdyn(P, tol, solver, mode, repeat):
+    flow = _cached(P, ("jaxdyn", mode, solver), lambda: eqx.filter_jit(_flow_fn(P, solver, mode)))
     tol_j = jnp.asarray(tol)
     r = timeit(lambda: flow(P["models"], P["lr"], tol_j), repeat=repeat)
-    model, status, steps = r.pop("result")
-    steps = np.asarray(steps)
-    extra = {"all_successful": bool(np.all(np.asarray(status) == 0))}
-    extra["steps"] = int(steps.max()) if mode == "stacked" else float(np.mean(steps))
-    return r, P["error"](P["from_models"](model)), extra
+    err, extra = _jaxdyn_summary(P, *r.pop("result"), per_member_steps=mode == "vmap")
+    return r, err, extra
 
 
 def run_jaxdyn_sharded(P, tol, solver, repeat):
     """The members split over all local devices, one stacked solve per device (`shard_map`)."""
     from jax.sharding import NamedSharding, PartitionSpec as Spec
 
-    data, ts = P["data"], jnp.asarray(P["ts"])
-    s = SOLVERS[solver]()
     mesh = jax.make_mesh((jax.device_count(),), ("members",))
     d_models, s_models = eqx.partition(P["models"], eqx.is_array)
     d_lr, s_lr = eqx.partition(P["lr"], eqx.is_array)
 
     def build():
+        flow = _flow_fn(P, solver, "stacked")
+
         def shard(dm, dl, tol):
-            traj = jd.gradient_flow(
-                eqx.combine(dm, s_models),
-                data,
-                ts,
-                lr=eqx.combine(dl, s_lr),
-                solver=s,
-                rtol=tol,
-                atol=tol,
-                batch="stacked",
-            )
-            return eqx.filter(traj.model, eqx.is_array), traj.status, traj.stats["num_steps"]
+            model, status, steps = flow(eqx.combine(dm, s_models), eqx.combine(dl, s_lr), tol)
+            return eqx.filter(model, eqx.is_array), status, steps
 
         specs = lambda t: jax.tree_util.tree_map(lambda _: Spec("members"), t)  # noqa: E731
         return jax.jit(
@@ -343,12 +349,10 @@ def run_jaxdyn_sharded(P, tol, solver, repeat):
     dm, dl, tol_j = put(d_models), put(d_lr), jnp.asarray(tol)
     r = timeit(lambda: flow(dm, dl, tol_j), repeat=repeat)
     model, status, steps = r.pop("result")
-    extra = {
-        "all_successful": bool(np.all(np.asarray(status) == 0)),
-        "steps": int(np.max(np.asarray(steps))),
-        "devices": jax.device_count(),
-    }
-    return r, P["error"](P["from_models"](eqx.combine(model, s_models))), extra
+    err, extra = _jaxdyn_summary(
+        P, eqx.combine(model, s_models), status, steps, per_member_steps=False
+    )
+    return r, err, {**extra, "devices": jax.device_count()}
 
 
 def run_diffrax_vmap(P, tol, solver, repeat):
