@@ -2,7 +2,7 @@
 
     python benchmarks/work_precision.py [--sizes 1000,10000,100000] [--tols 1e-5,1e-7,1e-9,1e-11]
         [--problems single_neuron,lambda_balanced] [--png work_precision.png] [--tiny]
-        [--host-devices N]
+        [--host-devices N] [--solvers Tsit5,Dopri8,Tsit5-f32] [--f32-tols 1e-4,1e-5,2e-6]
 
 The standard way ODE software is compared: every method solves the same batch of problems at
 several tolerances (rtol = atol = tol); for each run we record the wall time and the achieved
@@ -10,7 +10,7 @@ error of the WORST member against the closed form, and plot time against error. 
 compared **at equal achieved accuracy**, not at equal nominal tolerance (scipy's RMS error norm
 lets single members miss the tolerance that jaxdyn's max norm enforces for every member).
 
-Problems (float64):
+Problems (float64, except the `-f32` solver rows):
 
 - `single_neuron`: f(x) = a·wᵀx on whitened data (d = 2, n = 8), a grid over the imbalance
   δ ∈ [−3, 3] × η_a/η_w ∈ [0.1, 10] (as `benchmarks/single_neuron.py`), 50 save times on
@@ -24,6 +24,10 @@ Methods (each at every tolerance):
 
 - `jaxdyn_stacked[S]`: `jd.gradient_flow(models, data, ts, batch="stacked", solver=S)`;
   S ∈ {Tsit5, Dopri8}; one stacked ODE with max-norm error control.
+- `jaxdyn_stacked[S-f32]`: the same solve in float32 (models, learning rates, data and save
+  times cast on entry; error still measured against the float64 closed form), at the
+  tolerances `--f32-tols` (float32 cannot meet rtol below 10·eps ≈ 1.2e-6): what a user picks
+  when a loose tolerance is enough. Half the bytes per member-step.
 - `jaxdyn_vmap[S]`: the same with `batch="vmap"` (per-member adaptive steps).
 - `jaxdyn_sharded[S]`: only with more than one local device (`--host-devices N` makes N XLA
   CPU devices, one per core): the members split evenly over the devices with `jax.shard_map`,
@@ -287,13 +291,27 @@ def _cached(P, key, build):
     return cache[key]
 
 
+def _solver(name: str) -> tuple[diffrax.AbstractSolver, jnp.dtype]:
+    """`"Tsit5"` -> (Tsit5(), float64); `"Tsit5-f32"` -> (Tsit5(), float32)."""
+    base, _, prec = name.partition("-")
+    return SOLVERS[base](), jnp.dtype(jnp.float32 if prec == "f32" else jnp.float64)
+
+
+def _as_dtype(tree, dtype):
+    return jax.tree_util.tree_map(
+        lambda x: x.astype(dtype) if eqx.is_inexact_array(x) else x, tree
+    )
+
+
 def _flow_fn(P, solver, mode):
     """`(models, lr, tol) -> (model trajectory, status, num_steps)`: the call every jaxdyn row
-    times (`jd.gradient_flow` on the problem's data and save times)."""
-    data, ts = P["data"], jnp.asarray(P["ts"])
-    s = SOLVERS[solver]()
+    times (`jd.gradient_flow` on the problem's data and save times). A `-f32` solver runs the
+    whole solve in float32 (models, learning rates, data and save times cast on entry)."""
+    s, dtype = _solver(solver)
+    data, ts = _as_dtype(P["data"], dtype), jnp.asarray(P["ts"], dtype)
 
     def flow(m, lr, tol):
+        m, lr, tol = _as_dtype(m, dtype), _as_dtype(lr, dtype), tol.astype(dtype)
         traj = jd.gradient_flow(m, data, ts, lr=lr, solver=s, rtol=tol, atol=tol, batch=mode)
         return traj.model, traj.status, traj.stats["num_steps"]
 
@@ -359,7 +377,7 @@ def run_diffrax_vmap(P, tol, solver, repeat):
     """What a JAX user writes: jax.vmap over members of diffrax.diffeqsolve on -∇L."""
     data, ts = P["data"], jnp.asarray(P["ts"])
     loss = P["loss"]
-    s = SOLVERS[solver]()
+    s = SOLVERS[solver]()  # float64 only
 
     params, static = eqx.partition(P["models"], eqx.is_inexact_array)
 
@@ -451,10 +469,21 @@ def measure(P, args, out):
     loop_idx = np.sort(rng.choice(N, min(args.loop_subset, N), replace=False))
     all_idx = np.arange(N)
     recs = []
-    for tol in args.tols:
+    f32 = [v for v in args.solvers if v.endswith("-f32")]
+    f64 = [v for v in args.solvers if v not in f32]
+    for tol in sorted(set(args.tols) | set(args.f32_tols if f32 else []), reverse=True):
         rep = args.repeat  # the same best-of-`repeat` for every timed method (the loop: once)
         runs = []
-        for solver in args.solvers:
+        # float32 solves (stacked and sharded only) at their own tolerances, ≥ float32's floor
+        for solver in f32 if tol in args.f32_tols else []:
+            runs.append(("jaxdyn_stacked", solver, run_jaxdyn, (P, tol, solver, "stacked", rep)))
+            if jax.device_count() > 1 and N % jax.device_count() == 0:
+                runs.append(("jaxdyn_sharded", solver, run_jaxdyn_sharded, (P, tol, solver, rep)))
+        if tol not in args.tols:
+            for family, solver, fn, fargs in runs:
+                recs.append(_record(P, family, solver, tol, *fn(*fargs)))
+            continue
+        for solver in f64:
             runs.append(("jaxdyn_stacked", solver, run_jaxdyn, (P, tol, solver, "stacked", rep)))
             if jax.device_count() > 1 and N % jax.device_count() == 0:
                 runs.append(("jaxdyn_sharded", solver, run_jaxdyn_sharded, (P, tol, solver, rep)))
@@ -466,25 +495,30 @@ def measure(P, args, out):
                 runs.append(("scipy_stacked", m, run_scipy, (P, tol, m, all_idx, rep)))
             runs.append(("scipy_loop", m, run_scipy_loop, (P, tol, m, loop_idx, 1)))
         for family, solver, fn, fargs in runs:
-            r, err, extra = fn(*fargs)
-            rec = {
-                "bench": BENCH,
-                "method": f"{family}[{solver}]",
-                "family": family,
-                "solver": solver,
-                "problem": P["name"],
-                "n_traj": N,
-                "tol": tol,
-                "time_s": r["best_s"],
-                "median_s": r["median_s"],
-                "repeat": r["repeat"],
-                "traj_per_s": N / r["best_s"],
-                "max_err": err,
-                **extra,
-            }
-            emit(rec)
-            recs.append(rec)
+            recs.append(_record(P, family, solver, tol, *fn(*fargs)))
     return recs
+
+
+def _record(P, family, solver, tol, r, err, extra):
+    """One measurement's JSON line (printed) and record."""
+    rec = {
+        "bench": BENCH,
+        "method": f"{family}[{solver}]",
+        "family": family,
+        "solver": solver,
+        "dtype": "float32" if solver.endswith("-f32") else "float64",
+        "problem": P["name"],
+        "n_traj": P["N"],
+        "tol": tol,
+        "time_s": r["best_s"],
+        "median_s": r["median_s"],
+        "repeat": r["repeat"],
+        "traj_per_s": P["N"] / r["best_s"],
+        "max_err": err,
+        **extra,
+    }
+    emit(rec)
+    return rec
 
 
 def ratios_record(P, recs, targets):
@@ -516,7 +550,14 @@ def plot(all_recs, path):
     keys = sorted({(q["problem"], q["n_traj"]) for q in all_recs})
     fig, axs = plt.subplots(1, len(keys), figsize=(5.6 * len(keys), 5.4), squeeze=False)
     colors = dict(zip(FAMILIES, plt.get_cmap("tab10")(np.arange(len(FAMILIES))), strict=True))
-    marks = {"Tsit5": "o-", "Dopri8": "s-", "RK45": "^--", "DOP853": "v--"}
+    marks = {
+        "Tsit5": "o-",
+        "Dopri8": "s-",
+        "Tsit5-f32": "o:",
+        "Dopri8-f32": "s:",
+        "RK45": "^--",
+        "DOP853": "v--",
+    }
     for ax, (prob, N) in zip(axs[0], keys, strict=True):
         for fam in FAMILIES:
             for solver in marks:
@@ -545,7 +586,9 @@ def plot(all_recs, path):
         ax.grid(True, which="both", alpha=0.3)
     handles, labels = axs[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, fontsize=7, loc="lower center", ncol=4, frameon=False)
-    fig.suptitle("Work–precision (lower right = faster and more accurate; float64, CPU)")
+    fig.suptitle(
+        "Work–precision (lower right = faster and more accurate; float64 unless -f32; CPU)"
+    )
     rows = -(-len(labels) // 4)
     fig.tight_layout(rect=(0.0, 0.035 * rows + 0.02, 1.0, 1.0))
     fig.savefig(path, dpi=110)
@@ -561,7 +604,16 @@ def main(argv=None) -> int:
     p.add_argument("--repeat", type=int, default=3, help="timed repeats (best is reported)")
     p.add_argument("--max-vmap", type=int, default=10**6, help="skip vmap methods above this")
     p.add_argument("--max-scipy-stacked", type=int, default=10**6)
-    p.add_argument("--solvers", default="Tsit5,Dopri8", help="Diffrax solvers (jax methods)")
+    p.add_argument(
+        "--solvers",
+        default="Tsit5,Dopri8,Tsit5-f32",
+        help="Diffrax solvers (jax methods); a -f32 suffix: the solve in float32",
+    )
+    p.add_argument(
+        "--f32-tols",
+        default="1e-4,1e-5,2e-6",
+        help="the tolerances of the -f32 solvers (rtol ≥ 10·eps(float32) = 1.2e-6)",
+    )
     p.add_argument("--scipy", default="RK45,DOP853", help="scipy methods")
     p.add_argument("--png", default="work_precision.png", help="the work–precision diagram")
     p.add_argument(
@@ -583,11 +635,15 @@ def main(argv=None) -> int:
         )
     if args.tiny:
         args.sizes, args.tols, args.loop_subset, args.repeat = "16", "1e-6,1e-9", 2, 1
-        args.solvers, args.scipy = "Dopri8", "RK45"
+        args.solvers, args.scipy, args.f32_tols = "Dopri8,Tsit5-f32", "RK45", "1e-4,1e-5"
     args.solvers = [v.strip() for v in args.solvers.split(",")]
     args.scipy = [v.strip() for v in args.scipy.split(",")]
-    if set(args.solvers) - set(SOLVERS) or set(args.scipy) - set(SCIPY):
-        p.error(f"--solvers from {sorted(SOLVERS)}, --scipy from {list(SCIPY)}")
+    known = set(SOLVERS) | {f"{v}-f32" for v in SOLVERS}
+    if set(args.solvers) - known or set(args.scipy) - set(SCIPY):
+        p.error(f"--solvers from {sorted(known)}, --scipy from {list(SCIPY)}")
+    args.f32_tols = [float(v) for v in args.f32_tols.split(",")]
+    if min(args.f32_tols) < 10 * float(np.finfo(np.float32).eps):
+        p.error("--f32-tols must be ≥ 10·eps(float32) ≈ 1.2e-6")
     args.sizes = [int(v) for v in args.sizes.split(",")]
     args.tols = [float(v) for v in args.tols.split(",")]
     problems = [v.strip() for v in args.problems.split(",")]
@@ -611,7 +667,7 @@ def main(argv=None) -> int:
                     "tols": args.tols,
                     "loop_subset": args.loop_subset,
                     "repeat": args.repeat,
-                    "dtype": "float64",
+                    "dtype": "float64; float32 for the -f32 solvers",
                     "timing": "best of `repeat` after warm-up (compile excluded)",
                 }
             )

@@ -750,6 +750,19 @@ def gradient_flow(
 
         event = diffrax.Event(cond_fn, root_finder=optx.Newton(rtol=1e-10, atol=1e-12))
 
+    save_kw = {}
+    if flat is not None:
+        # At each save time, while the state is in cache: the state, each member's loss (the
+        # moments formula, when there is one) and whether the member's state is finite. After
+        # the solve only the transpose to the (B, T, ...) layout passes over the saved states.
+        def save_fn(t, y, args):
+            loss_y = None if rows_loss is None else rows_loss(flat.rows_tree(y))
+            # the flag as a float (1 finite, 0 not; unsaved slots NaN): Diffrax's event
+            # handling keeps save buffers in one floating dtype
+            return y, loss_y, jnp.all(jnp.isfinite(y), axis=0).astype(y.dtype)
+
+        save_kw["fn"] = save_fn
+
     sol = diffrax.diffeqsolve(
         diffrax.ODETerm(vf),
         solver,
@@ -758,7 +771,7 @@ def gradient_flow(
         dt0=dt0,
         y0=y0,
         args=args,
-        saveat=diffrax.SaveAt(ts=ts, t1=True, controller_state=use_floor),
+        saveat=diffrax.SaveAt(ts=ts, t1=True, controller_state=use_floor, **save_kw),
         stepsize_controller=stepsize_controller,
         adjoint=adjoint,
         event=event,
@@ -786,16 +799,12 @@ def gradient_flow(
     ys = jax.tree_util.tree_map(fill, sol.ys)
     if batch:
         if flat is not None:
-            # (T, P, B): the loss and the finiteness check on the contiguous layout, then one
-            # transpose to the params pytree with leaves (B, T, ...)
-            if rows_loss is not None:
-                loss_t = jax.vmap(lambda y: rows_loss(flat.rows_tree(y)))(ys).T  # (B, T)
-            else:
-                loss_t = None
-            finite = jnp.all(jnp.isfinite(ys), axis=(0, 1))  # (B,)
+            # saved (T, P, B) states, (T, B) losses (rows formula) and (T, B) finiteness
+            # flags; one transpose per leaf to the params pytree with leaves (B, T, ...)
+            ys, loss_saved, finite_saved = ys
+            finite = jnp.all(finite_saved == 1, axis=0)  # (B,)
             ys = flat.to_batched(ys)
-            if loss_t is None:
-                loss_t = jax.vmap(jax.vmap(L))(ys)
+            loss_t = jax.vmap(jax.vmap(L))(ys) if loss_saved is None else loss_saved.T
         else:
             # (T, B, ...) -> (B, T, ...)
             ys = jax.tree_util.tree_map(lambda y: jnp.swapaxes(y, 0, 1), ys)

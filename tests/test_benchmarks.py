@@ -114,7 +114,16 @@ def test_work_precision_records(work_precision):
     assert {r["problem"] for r in runs} == {"single_neuron", "lambda_balanced"}
     for r in runs:
         assert r["time_s"] > 0 and r["max_err"] >= 0 and r["n_traj"] == 16
-        assert r["tol"] in (1e-6, 1e-9)
+        f32 = r["solver"].endswith("-f32")
+        assert r["dtype"] == ("float32" if f32 else "float64")
+        assert r["tol"] in ((1e-4, 1e-5) if f32 else (1e-6, 1e-9))
+    # the float32 solves: stacked and sharded only, at their own tolerances, and as accurate
+    # as float32 and the tolerance allow against the float64 closed form
+    f32_runs = [r for r in runs if r["dtype"] == "float32"]
+    assert {(r["family"], r["tol"]) for r in f32_runs if r["problem"] == "single_neuron"} == {
+        (fam, tol) for fam in ("jaxdyn_stacked", "jaxdyn_sharded") for tol in (1e-4, 1e-5)
+    }
+    assert all(r["all_successful"] and 0 < r["max_err"] < 1e-3 for r in f32_runs)
     loops = [r for r in runs if r["family"] == "scipy_loop"]
     assert all(r["extrapolated"] and r["timed_members"] == 2 for r in loops)
     stacked = [r for r in runs if r["family"] in ("jaxdyn_stacked", "jaxdyn_sharded")]
