@@ -291,10 +291,13 @@ def _cached(P, key, build):
     return cache[key]
 
 
-def _solver(name: str) -> tuple[diffrax.AbstractSolver, jnp.dtype]:
-    """`"Tsit5"` -> (Tsit5(), float64); `"Tsit5-f32"` -> (Tsit5(), float32)."""
+def _solver(name: str) -> tuple[diffrax.AbstractSolver, jnp.dtype, int | None]:
+    """`"Tsit5"` -> (Tsit5(), float64, None); `"Tsit5-f32"` -> (Tsit5(), float32, None);
+    `"Tsit5@4096"` -> (Tsit5(), float64, 4096): members in blocks of 4096."""
+    name, _, block = name.partition("@")
     base, _, prec = name.partition("-")
-    return SOLVERS[base](), jnp.dtype(jnp.float32 if prec == "f32" else jnp.float64)
+    dtype = jnp.dtype(jnp.float32 if prec == "f32" else jnp.float64)
+    return SOLVERS[base](), dtype, int(block) if block else None
 
 
 def _as_dtype(tree, dtype):
@@ -306,8 +309,11 @@ def _as_dtype(tree, dtype):
 def _flow_fn(P, solver, mode):
     """`(models, lr, tol) -> (model trajectory, status, num_steps)`: the call every jaxdyn row
     times (`jd.gradient_flow` on the problem's data and save times). A `-f32` solver runs the
-    whole solve in float32 (models, learning rates, data and save times cast on entry)."""
-    s, dtype = _solver(solver)
+    whole solve in float32 (models, learning rates, data and save times cast on entry). A
+    `@block` solver cuts the members into consecutive blocks of `block` and solves one block
+    after another (`jax.lax.map`), each block one stacked solve with its own step control:
+    what `jd.sweep` runs on a device (its `block_size`), so each block's state stays in cache."""
+    s, dtype, block = _solver(solver)
     data, ts = _as_dtype(P["data"], dtype), jnp.asarray(P["ts"], dtype)
 
     def flow(m, lr, tol):
@@ -315,7 +321,28 @@ def _flow_fn(P, solver, mode):
         traj = jd.gradient_flow(m, data, ts, lr=lr, solver=s, rtol=tol, atol=tol, batch=mode)
         return traj.model, traj.status, traj.stats["num_steps"]
 
-    return flow
+    if block is None:
+        return flow
+
+    def blocked(m, lr, tol):
+        (dm, sm), (dl, sl) = eqx.partition(m, eqx.is_array), eqx.partition(lr, eqx.is_array)
+        split = (
+            lambda t: jax.tree_util.tree_map(  # noqa: E731
+                lambda x: x.reshape((-1, block) + x.shape[1:]), t
+            )
+        )
+        merge = (
+            lambda t: jax.tree_util.tree_map(  # noqa: E731
+                lambda x: x.reshape((-1,) + x.shape[2:]), t
+            )
+        )
+        model, status, steps = jax.lax.map(
+            lambda a: flow(eqx.combine(a[0], sm), eqx.combine(a[1], sl), tol),
+            (split(dm), split(dl)),
+        )
+        return merge(model), merge(status), merge(steps)
+
+    return blocked
 
 
 def _jaxdyn_summary(P, model, status, steps, per_member_steps: bool):
@@ -469,27 +496,30 @@ def measure(P, args, out):
     loop_idx = np.sort(rng.choice(N, min(args.loop_subset, N), replace=False))
     all_idx = np.arange(N)
     recs = []
-    f32 = [v for v in args.solvers if v.endswith("-f32")]
-    f64 = [v for v in args.solvers if v not in f32]
+    is_f32 = lambda v: v.partition("@")[0].endswith("-f32")  # noqa: E731
+    f32 = [v for v in args.solvers if is_f32(v)]
     for tol in sorted(set(args.tols) | set(args.f32_tols if f32 else []), reverse=True):
         rep = args.repeat  # the same best-of-`repeat` for every timed method (the loop: once)
         runs = []
-        # float32 solves (stacked and sharded only) at their own tolerances, ≥ float32's floor
-        for solver in f32 if tol in args.f32_tols else []:
-            runs.append(("jaxdyn_stacked", solver, run_jaxdyn, (P, tol, solver, "stacked", rep)))
+        for solver in args.solvers:
+            # float32 solves at their own tolerances (≥ float32's floor), the others at --tols
+            if tol not in (args.f32_tols if is_f32(solver) else args.tols):
+                continue
+            stacked = ("jaxdyn_stacked", solver, run_jaxdyn, (P, tol, solver, "stacked", rep))
+            block = _solver(solver)[2]
+            if block is not None:  # in blocks: stacked only, where the blocks tile the batch
+                runs += [stacked] if block < N and N % block == 0 else []
+                continue
+            runs.append(stacked)
             if jax.device_count() > 1 and N % jax.device_count() == 0:
                 runs.append(("jaxdyn_sharded", solver, run_jaxdyn_sharded, (P, tol, solver, rep)))
+            if N <= args.max_vmap and not is_f32(solver):
+                runs.append(("jaxdyn_vmap", solver, run_jaxdyn, (P, tol, solver, "vmap", rep)))
+                runs.append(("diffrax_vmap", solver, run_diffrax_vmap, (P, tol, solver, rep)))
         if tol not in args.tols:
             for family, solver, fn, fargs in runs:
                 recs.append(_record(P, family, solver, tol, *fn(*fargs)))
             continue
-        for solver in f64:
-            runs.append(("jaxdyn_stacked", solver, run_jaxdyn, (P, tol, solver, "stacked", rep)))
-            if jax.device_count() > 1 and N % jax.device_count() == 0:
-                runs.append(("jaxdyn_sharded", solver, run_jaxdyn_sharded, (P, tol, solver, rep)))
-            if N <= args.max_vmap:
-                runs.append(("jaxdyn_vmap", solver, run_jaxdyn, (P, tol, solver, "vmap", rep)))
-                runs.append(("diffrax_vmap", solver, run_diffrax_vmap, (P, tol, solver, rep)))
         for m in args.scipy:
             if N <= args.max_scipy_stacked:
                 runs.append(("scipy_stacked", m, run_scipy, (P, tol, m, all_idx, rep)))
@@ -545,22 +575,28 @@ def ratios_record(P, recs, targets):
     }
 
 
+def _style(solver: str) -> str:
+    """Marker by method, line by variant: float64 solid, -f32 dotted, @block dash-dot (both:
+    crosses, dotted); scipy dashed."""
+    name, _, block = solver.partition("@")
+    base, _, prec = name.partition("-")
+    marker = {"Tsit5": "o", "Dopri8": "s", "RK45": "^", "DOP853": "v"}.get(base, "x")
+    if base in SCIPY:
+        return marker + "--"
+    if block and prec == "f32":
+        return "x:"
+    return marker + ("-." if block else ":" if prec == "f32" else "-")
+
+
 def plot(all_recs, path):
     plt = jd.plot.pyplot()
     keys = sorted({(q["problem"], q["n_traj"]) for q in all_recs})
     fig, axs = plt.subplots(1, len(keys), figsize=(5.6 * len(keys), 5.4), squeeze=False)
     colors = dict(zip(FAMILIES, plt.get_cmap("tab10")(np.arange(len(FAMILIES))), strict=True))
-    marks = {
-        "Tsit5": "o-",
-        "Dopri8": "s-",
-        "Tsit5-f32": "o:",
-        "Dopri8-f32": "s:",
-        "RK45": "^--",
-        "DOP853": "v--",
-    }
+    solvers = sorted({q["solver"] for q in all_recs})
     for ax, (prob, N) in zip(axs[0], keys, strict=True):
         for fam in FAMILIES:
-            for solver in marks:
+            for solver in solvers:
                 pts = sorted(
                     (q["max_err"], q["time_s"])
                     for q in all_recs
@@ -574,7 +610,7 @@ def plot(all_recs, path):
                     ax.loglog(
                         e,
                         t,
-                        marks[solver],
+                        _style(solver),
                         color=colors[fam],
                         ms=4,
                         label=f"{FAMILIES[fam]} [{solver}]",
@@ -606,8 +642,9 @@ def main(argv=None) -> int:
     p.add_argument("--max-scipy-stacked", type=int, default=10**6)
     p.add_argument(
         "--solvers",
-        default="Tsit5,Dopri8,Tsit5-f32",
-        help="Diffrax solvers (jax methods); a -f32 suffix: the solve in float32",
+        default="Tsit5,Dopri8,Tsit5-f32,Tsit5@1024,Dopri8@1024,Tsit5-f32@1024",
+        help="Diffrax solvers (jax methods); a -f32 suffix: the solve in float32; @B: the "
+        "members in blocks of B, one stacked solve per block (jax.lax.map), as jd.sweep does",
     )
     p.add_argument(
         "--f32-tols",
@@ -635,12 +672,21 @@ def main(argv=None) -> int:
         )
     if args.tiny:
         args.sizes, args.tols, args.loop_subset, args.repeat = "16", "1e-6,1e-9", 2, 1
-        args.solvers, args.scipy, args.f32_tols = "Dopri8,Tsit5-f32", "RK45", "1e-4,1e-5"
+        args.solvers, args.scipy = "Dopri8,Tsit5-f32,Dopri8@8", "RK45"
+        args.f32_tols = "1e-4,1e-5"
     args.solvers = [v.strip() for v in args.solvers.split(",")]
     args.scipy = [v.strip() for v in args.scipy.split(",")]
     known = set(SOLVERS) | {f"{v}-f32" for v in SOLVERS}
-    if set(args.solvers) - known or set(args.scipy) - set(SCIPY):
-        p.error(f"--solvers from {sorted(known)}, --scipy from {list(SCIPY)}")
+    names = [v.partition("@") for v in args.solvers]
+    if (
+        {v for v, _, _ in names} - known
+        or any(at and not (b.isdigit() and int(b) > 0) for _, at, b in names)
+        or set(args.scipy) - set(SCIPY)
+    ):
+        p.error(
+            f"--solvers from {sorted(known)}, each optionally @BLOCK (a positive integer); "
+            f"--scipy from {list(SCIPY)}"
+        )
     args.f32_tols = [float(v) for v in args.f32_tols.split(",")]
     if min(args.f32_tols) < 10 * float(np.finfo(np.float32).eps):
         p.error("--f32-tols must be ≥ 10·eps(float32) ≈ 1.2e-6")

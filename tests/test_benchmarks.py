@@ -124,6 +124,14 @@ def test_work_precision_records(work_precision):
         (fam, tol) for fam in ("jaxdyn_stacked", "jaxdyn_sharded") for tol in (1e-4, 1e-5)
     }
     assert all(r["all_successful"] and 0 < r["max_err"] < 1e-3 for r in f32_runs)
+    # the members in blocks of 8 (two stacked solves, one after the other): stacked rows only,
+    # every member as well controlled as in one solve
+    blocked = [r for r in runs if "@" in r["solver"]]
+    assert {(r["problem"], r["family"], r["solver"]) for r in blocked} == {
+        (p, "jaxdyn_stacked", "Dopri8@8") for p in ("single_neuron", "lambda_balanced")
+    }
+    assert all(r["all_successful"] for r in blocked)
+    assert all(r["max_err"] < 1e-6 for r in blocked if r["tol"] == 1e-9)
     loops = [r for r in runs if r["family"] == "scipy_loop"]
     assert all(r["extrapolated"] and r["timed_members"] == 2 for r in loops)
     stacked = [r for r in runs if r["family"] in ("jaxdyn_stacked", "jaxdyn_sharded")]

@@ -567,9 +567,10 @@ def test_stop_at_loss_event():
 # 8. Data moments: only XᵀX/n, XᵀY/n, YᵀY/n matter for linear models; `loss` is the MSE
 
 
-@pytest.mark.parametrize(
-    "kind", ["single", pytest.param("two-layer-linear", marks=pytest.mark.slow)]
-)
+# both kinds in the full suite only (≈ 40 s each on CI's cores): the MSE's invariance to
+# duplicated samples is the moments formula, which test_flow_rows checks against jd.mse_loss
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["single", "two-layer-linear"])
 def test_duplicated_samples_same_trajectory_and_mse(kind):
     rng = np.random.default_rng(13)
     n, d = 9, 3
@@ -636,6 +637,9 @@ def test_trajectory_fields():
 # Batch modes, tolerances with a custom controller, solver attrs, the result vocabulary
 
 
+# ≈ 75 s (six solves, each compiled); CI keeps test_batched_solve_matches_vmap_and_members
+# and test_flow_rows' stacked-vs-per-member tests, the full suite runs this one too.
+@pytest.mark.slow
 def test_batch_modes_agree_and_vmap_keeps_own_results():
     rng, X, y = _gaussian_data(11, 12, 3)
     ts = jnp.linspace(0.0, 4.0, 9)

@@ -35,8 +35,10 @@ def _kernel_spec_for_this_python(tmp_path) -> tuple[str, dict]:
     return "jaxdyn-test", {"kernel_spec_manager": ksm}
 
 
-#: Notebooks run only in the full suite (`-m slow` included): lazy_to_rich takes ≈ 85 s.
-SLOW_NOTEBOOKS = {"lazy_to_rich.ipynb"}
+#: Notebooks run only in the full suite (`-m slow` included): lazy_to_rich takes ≈ 85 s;
+#: spectral (≈ 65 s) and rich_quick_beyond (≈ 50 s) on CI's 2 cores call the experiments that
+#: test_spectral and test_experiments_rich_quick run in CI.
+SLOW_NOTEBOOKS = {"lazy_to_rich.ipynb", "spectral.ipynb", "rich_quick_beyond.ipynb"}
 
 
 @pytest.mark.parametrize(

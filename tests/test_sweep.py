@@ -209,6 +209,8 @@ SUBPROCESS_SWEEP = """
 """
 
 
+# ≈ 45 s; CI keeps test_reproducibility's stacked run on 1, 2, 3 and 8 fake devices (bitwise)
+@pytest.mark.slow
 def test_fake_devices_match_the_one_device_run():
     """8 fake CPU devices (subprocess): chunks sharded 8 ways give the 1-device results.
 
