@@ -359,7 +359,9 @@ def run_jaxdyn(P, tol, solver, mode, repeat):
     flow = _cached(P, ("jaxdyn", mode, solver), lambda: eqx.filter_jit(_flow_fn(P, solver, mode)))
     tol_j = jnp.asarray(tol)
     r = timeit(lambda: flow(P["models"], P["lr"], tol_j), repeat=repeat)
-    err, extra = _jaxdyn_summary(P, *r.pop("result"), per_member_steps=mode == "vmap")
+    # steps: the mean over members where members take different steps (vmap, blocks)
+    per_member = mode == "vmap" or _solver(solver)[2] is not None
+    err, extra = _jaxdyn_summary(P, *r.pop("result"), per_member_steps=per_member)
     return r, err, extra
 
 
