@@ -2,7 +2,8 @@
 
     python benchmarks/work_precision.py [--sizes 1000,10000,100000] [--tols 1e-5,1e-7,1e-9,1e-11]
         [--problems single_neuron,lambda_balanced] [--png work_precision.png] [--tiny]
-        [--host-devices N] [--solvers Tsit5,Dopri8,Tsit5-f32] [--f32-tols 1e-4,1e-5,2e-6]
+        [--host-devices N] [--solvers Tsit5,Dopri8,Tsit5-f32,Tsit5@1024,...]
+        [--f32-tols 1e-4,1e-5,2e-6]
 
 The standard way ODE software is compared: every method solves the same batch of problems at
 several tolerances (rtol = atol = tol); for each run we record the wall time and the achieved
@@ -28,6 +29,9 @@ Methods (each at every tolerance):
   times cast on entry; error still measured against the float64 closed form), at the
   tolerances `--f32-tols` (float32 cannot meet rtol below 10·eps ≈ 1.2e-6): what a user picks
   when a loose tolerance is enough. Half the bytes per member-step.
+- `jaxdyn_stacked[S@B]`: the members in consecutive blocks of B, one block after another,
+  each block one stacked solve with its own step control (`gradient_flow(...,
+  block_size=B)`, as `jd.sweep` runs its blocks); stacked rows only, where B tiles the batch.
 - `jaxdyn_vmap[S]`: the same with `batch="vmap"` (per-member adaptive steps).
 - `jaxdyn_sharded[S]`: only with more than one local device (`--host-devices N` makes N XLA
   CPU devices, one per core): the members split evenly over the devices with `jax.shard_map`,
@@ -310,39 +314,20 @@ def _flow_fn(P, solver, mode):
     """`(models, lr, tol) -> (model trajectory, status, num_steps)`: the call every jaxdyn row
     times (`jd.gradient_flow` on the problem's data and save times). A `-f32` solver runs the
     whole solve in float32 (models, learning rates, data and save times cast on entry). A
-    `@block` solver cuts the members into consecutive blocks of `block` and solves one block
-    after another (`jax.lax.map`), each block one stacked solve with its own step control:
-    what `jd.sweep` runs on a device (its `block_size`), so each block's state stays in cache."""
+    `@block` solver solves the members in consecutive blocks of `block`, one block after
+    another, each block one stacked solve with its own step control
+    (`gradient_flow(..., block_size=block)`; what `jd.sweep` runs on a device)."""
     s, dtype, block = _solver(solver)
     data, ts = _as_dtype(P["data"], dtype), jnp.asarray(P["ts"], dtype)
 
     def flow(m, lr, tol):
         m, lr, tol = _as_dtype(m, dtype), _as_dtype(lr, dtype), tol.astype(dtype)
-        traj = jd.gradient_flow(m, data, ts, lr=lr, solver=s, rtol=tol, atol=tol, batch=mode)
+        traj = jd.gradient_flow(
+            m, data, ts, lr=lr, solver=s, rtol=tol, atol=tol, batch=mode, block_size=block
+        )
         return traj.model, traj.status, traj.stats["num_steps"]
 
-    if block is None:
-        return flow
-
-    def blocked(m, lr, tol):
-        (dm, sm), (dl, sl) = eqx.partition(m, eqx.is_array), eqx.partition(lr, eqx.is_array)
-        split = (
-            lambda t: jax.tree_util.tree_map(  # noqa: E731
-                lambda x: x.reshape((-1, block) + x.shape[1:]), t
-            )
-        )
-        merge = (
-            lambda t: jax.tree_util.tree_map(  # noqa: E731
-                lambda x: x.reshape((-1,) + x.shape[2:]), t
-            )
-        )
-        model, status, steps = jax.lax.map(
-            lambda a: flow(eqx.combine(a[0], sm), eqx.combine(a[1], sl), tol),
-            (split(dm), split(dl)),
-        )
-        return merge(model), merge(status), merge(steps)
-
-    return blocked
+    return flow
 
 
 def _jaxdyn_summary(P, model, status, steps, per_member_steps: bool):
@@ -646,7 +631,7 @@ def main(argv=None) -> int:
         "--solvers",
         default="Tsit5,Dopri8,Tsit5-f32,Tsit5@1024,Dopri8@1024,Tsit5-f32@1024",
         help="Diffrax solvers (jax methods); a -f32 suffix: the solve in float32; @B: the "
-        "members in blocks of B, one stacked solve per block (jax.lax.map), as jd.sweep does",
+        "members in blocks of B (gradient_flow's block_size), as jd.sweep does",
     )
     p.add_argument(
         "--f32-tols",

@@ -540,6 +540,7 @@ def gradient_flow(
     batch: bool | str = False,
     nonsmooth: bool | str = "auto",
     dtmin: float | None = None,
+    block_size: int | None = None,
 ) -> Trajectory:
     r"""Solve gradient flow $\dot\theta = -\eta \odot \nabla_\theta L(\theta)$ with Diffrax.
 
@@ -596,6 +597,16 @@ def gradient_flow(
     - `dtmin`: the step floor of the non-smooth strategy; default
       `(ts[-1] - ts[0]) / 20_000`. Giving it for a solve that does not use the strategy
       raises `ValueError`.
+    - `block_size`: with a batch, solve its members in consecutive blocks of this many, one
+      block after another (`jax.lax.map`): each block is one solve in the chosen `batch` mode,
+      with its own step control, `max_steps` failure and `stop_at_loss` event (a stacked
+      event fires at the worst member of its block). `None` (default): one solve of all
+      members. For a large stacked batch on CPU blocks are faster — most blocks need fewer
+      steps than the hardest member of the whole batch, and a block's stage arrays stay in
+      cache (65 536 single-neuron flows: 2.5–3.6× faster in blocks of 1 024 at equal rtol in
+      one run, see the numerics page) — at the price of results that depend on the grouping (as
+      `jd.sweep`'s blocks). A batch that is not a multiple of it is padded with copies of its
+      last member, which the output drops.
 
     **Returns:**
 
@@ -640,6 +651,36 @@ def gradient_flow(
             )
     _check_model_data(model, X, Y2, batch)
     lr_tree, lr_batched = _lr_tree(lr, params, batch)
+    if block_size is not None:
+        if isinstance(block_size, bool) or not isinstance(block_size, int | np.integer):
+            raise TypeError(f"`block_size` must be an integer or None, got {block_size!r}.")
+        if block_size < 1:
+            raise ValueError(f"`block_size` must be positive, got {block_size}.")
+        if not batch:
+            raise ValueError("`block_size` splits a batch: it needs batch='stacked'/'vmap'/True.")
+        n_members = jax.tree_util.tree_leaves(params)[0].shape[0]
+        if block_size < n_members:
+            return _blocked_flow(
+                model,
+                data,
+                ts,
+                lr,
+                lr_batched,
+                n_members,
+                int(block_size),
+                loss=loss,
+                solver=solver,
+                rtol=rtol_arg,
+                atol=atol_arg,
+                max_steps=max_steps,
+                stop_at_loss=stop_at_loss,
+                adjoint=adjoint,
+                stepsize_controller=stepsize_controller,
+                dt0=dt0,
+                batch=mode,
+                nonsmooth=nonsmooth,
+                dtmin=dtmin,
+            )
     if mode == "vmap":
         return _vmap_flow(
             model,
@@ -832,6 +873,36 @@ def gradient_flow(
         if drift is not None:
             stats["conserved_drift"] = drift
     return Trajectory(ts=ts_out, model=traj_model, loss=loss_t, stats=stats, result=result)
+
+
+def _blocked_flow(model, data, ts, lr, lr_batched, n, block, **kwargs) -> Trajectory:
+    """`gradient_flow` of a batch of `n` members in consecutive blocks of `block`, one block
+    after another (`jax.lax.map`); the last block padded with copies of the last member."""
+    n_blocks = -(-n // block)
+    pad = n_blocks * block - n
+
+    def to_blocks(x):  # (n, ...) -> (n_blocks, block, ...)
+        if pad:
+            x = jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)])
+        return x.reshape((n_blocks, block) + x.shape[1:])
+
+    dyn_m, static_m = eqx.partition(model, eqx.is_array)
+    dyn_l, static_l = eqx.partition(lr, eqx.is_array) if lr_batched else (None, lr)
+
+    def one(args):
+        m, e = args
+        return gradient_flow(
+            eqx.combine(m, static_m), data, ts, lr=eqx.combine(e, static_l), **kwargs
+        )
+
+    blocks = jax.tree_util.tree_map(to_blocks, (dyn_m, dyn_l))
+    first = jax.tree_util.tree_map(lambda x: x[0], blocks)
+    out_static = eqx.filter(
+        eqx.filter_eval_shape(one, first), lambda x: not isinstance(x, jax.ShapeDtypeStruct)
+    )
+    out = jax.lax.map(lambda a: eqx.filter(one(a), eqx.is_array), blocks)
+    out = jax.tree_util.tree_map(lambda x: x.reshape((n_blocks * block,) + x.shape[2:])[:n], out)
+    return eqx.combine(out, out_static)
 
 
 def _flat_layout_ok(params) -> bool:
