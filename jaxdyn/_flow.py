@@ -651,6 +651,20 @@ def gradient_flow(
             )
     _check_model_data(model, X, Y2, batch)
     lr_tree, lr_batched = _lr_tree(lr, params, batch)
+    # the arguments a blocked or vmapped solve passes on to its inner solves
+    solve_kw = dict(
+        loss=loss,
+        solver=solver,
+        rtol=rtol_arg,
+        atol=atol_arg,
+        max_steps=max_steps,
+        stop_at_loss=stop_at_loss,
+        adjoint=adjoint,
+        stepsize_controller=stepsize_controller,
+        dt0=dt0,
+        nonsmooth=nonsmooth,
+        dtmin=dtmin,
+    )
     if block_size is not None:
         if isinstance(block_size, bool) or not isinstance(block_size, int | np.integer):
             raise TypeError(f"`block_size` must be an integer or None, got {block_size!r}.")
@@ -661,44 +675,10 @@ def gradient_flow(
         n_members = jax.tree_util.tree_leaves(params)[0].shape[0]
         if block_size < n_members:
             return _blocked_flow(
-                model,
-                data,
-                ts,
-                lr,
-                lr_batched,
-                n_members,
-                int(block_size),
-                loss=loss,
-                solver=solver,
-                rtol=rtol_arg,
-                atol=atol_arg,
-                max_steps=max_steps,
-                stop_at_loss=stop_at_loss,
-                adjoint=adjoint,
-                stepsize_controller=stepsize_controller,
-                dt0=dt0,
-                batch=mode,
-                nonsmooth=nonsmooth,
-                dtmin=dtmin,
+                model, data, ts, lr, lr_batched, n_members, int(block_size), batch=mode, **solve_kw
             )
     if mode == "vmap":
-        return _vmap_flow(
-            model,
-            (X, Y2[:, 0] if vector_y else Y2),
-            ts,
-            lr=lr,
-            loss=loss,
-            solver=solver,
-            rtol=rtol_arg,
-            atol=atol_arg,
-            max_steps=max_steps,
-            stop_at_loss=stop_at_loss,
-            adjoint=adjoint,
-            stepsize_controller=stepsize_controller,
-            dt0=dt0,
-            nonsmooth=nonsmooth,
-            dtmin=dtmin,
-        )
+        return _vmap_flow(model, (X, Y2[:, 0] if vector_y else Y2), ts, lr=lr, **solve_kw)
 
     dtype = jnp.result_type(*jax.tree_util.tree_leaves(params))
     rtol = _rtol_for_dtype(rtol_arg, rtol, dtype)
