@@ -295,6 +295,11 @@ def _cached(P, key, build):
     return cache[key]
 
 
+def _is_f32(name: str) -> bool:
+    """Whether a solver name (`"Tsit5-f32"`, `"Tsit5-f32@1024"`, ...) runs in float32."""
+    return name.partition("@")[0].endswith("-f32")
+
+
 def _solver(name: str) -> tuple[diffrax.AbstractSolver, jnp.dtype, int | None]:
     """`"Tsit5"` -> (Tsit5(), float64, None); `"Tsit5-f32"` -> (Tsit5(), float32, None);
     `"Tsit5@4096"` -> (Tsit5(), float64, 4096): members in blocks of 4096."""
@@ -483,14 +488,13 @@ def measure(P, args, out):
     loop_idx = np.sort(rng.choice(N, min(args.loop_subset, N), replace=False))
     all_idx = np.arange(N)
     recs = []
-    is_f32 = lambda v: v.partition("@")[0].endswith("-f32")  # noqa: E731
-    f32 = [v for v in args.solvers if is_f32(v)]
+    f32 = [v for v in args.solvers if _is_f32(v)]
     for tol in sorted(set(args.tols) | set(args.f32_tols if f32 else []), reverse=True):
         rep = args.repeat  # the same best-of-`repeat` for every timed method (the loop: once)
         runs = []
         for solver in args.solvers:
             # float32 solves at their own tolerances (≥ float32's floor), the others at --tols
-            if tol not in (args.f32_tols if is_f32(solver) else args.tols):
+            if tol not in (args.f32_tols if _is_f32(solver) else args.tols):
                 continue
             stacked = ("jaxdyn_stacked", solver, run_jaxdyn, (P, tol, solver, "stacked", rep))
             block = _solver(solver)[2]
@@ -500,7 +504,7 @@ def measure(P, args, out):
             runs.append(stacked)
             if jax.device_count() > 1 and N % jax.device_count() == 0:
                 runs.append(("jaxdyn_sharded", solver, run_jaxdyn_sharded, (P, tol, solver, rep)))
-            if N <= args.max_vmap and not is_f32(solver):
+            if N <= args.max_vmap and not _is_f32(solver):
                 runs.append(("jaxdyn_vmap", solver, run_jaxdyn, (P, tol, solver, "vmap", rep)))
                 runs.append(("diffrax_vmap", solver, run_diffrax_vmap, (P, tol, solver, rep)))
         if tol not in args.tols:
@@ -523,7 +527,7 @@ def _record(P, family, solver, tol, r, err, extra):
         "method": f"{family}[{solver}]",
         "family": family,
         "solver": solver,
-        "dtype": "float32" if solver.endswith("-f32") else "float64",
+        "dtype": "float32" if _is_f32(solver) else "float64",
         "problem": P["name"],
         "n_traj": P["N"],
         "tol": tol,

@@ -114,7 +114,7 @@ def test_work_precision_records(work_precision):
     assert {r["problem"] for r in runs} == {"single_neuron", "lambda_balanced"}
     for r in runs:
         assert r["time_s"] > 0 and r["max_err"] >= 0 and r["n_traj"] == 16
-        f32 = r["solver"].endswith("-f32")
+        f32 = r["solver"].partition("@")[0].endswith("-f32")  # "Tsit5-f32", "Tsit5-f32@8"
         assert r["dtype"] == ("float32" if f32 else "float64")
         assert r["tol"] in ((1e-4, 1e-5) if f32 else (1e-6, 1e-9))
     # the float32 solves: stacked and sharded only, at their own tolerances, and as accurate
